@@ -23,8 +23,9 @@ TOL = dict(rtol=1e-10, atol=1e-12)
 def case(request):
     problem, theta = make_problem(request.param)
     # move away from init so CE output Hessians and residuals are generic
-    theta = theta + 0.3 * torch.randn(theta.shape, generator=torch.Generator().manual_seed(3),
-                                      dtype=theta.dtype)
+    theta = theta + 0.3 * torch.randn(
+        theta.shape, generator=torch.Generator().manual_seed(3), dtype=theta.dtype
+    )
     return problem, theta
 
 
@@ -41,7 +42,8 @@ def test_hessian_matches_dense_truth(case, cache):
 
 def test_vectorized_hessian_equals_loop(case):
     problem, theta = case
-    V = torch.randn(problem.size, 5, dtype=problem.dtype, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    V = torch.randn(problem.size, 5, dtype=problem.dtype, generator=gen)
     a = HessianOperator(problem, theta).matmat(V)
     b = HessianOperator(problem, theta, vectorize=True).matmat(V)
     torch.testing.assert_close(a, b, **TOL)

@@ -60,9 +60,9 @@ def test_criteria_values_and_hessians():
     for crit in (ce, mse):
         H = crit.output_hessian(f, y)
         for n in range(6):
-            Hn = torch.func.hessian(lambda fn, n=n: crit.per_sample(fn[None], y[n : n + 1])[0])(
-                f[n]
-            )
+            Hn = torch.func.hessian(
+                lambda fn, n=n, crit=crit: crit.per_sample(fn[None], y[n : n + 1])[0]
+            )(f[n])
             torch.testing.assert_close(H[n], Hn)
         S = crit.output_hessian_sqrt(f, y)
         torch.testing.assert_close(S @ S, H, atol=1e-12, rtol=1e-10)

@@ -135,9 +135,7 @@ class Problem:
     def accuracy(self, theta: torch.Tensor) -> torch.Tensor:
         """Fraction of samples whose arg-max output equals the label (0-dim tensor)."""
         with torch.no_grad():
-            hits = sum(
-                (self.forward(theta, Xc).argmax(-1) == yc).sum() for Xc, yc in self.chunks()
-            )
+            hits = sum((self.forward(theta, Xc).argmax(-1) == yc).sum() for Xc, yc in self.chunks())
         return hits.to(self.dtype) / self.N
 
     def with_data(self, X: torch.Tensor, y: torch.Tensor) -> Problem:
