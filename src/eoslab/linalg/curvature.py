@@ -112,22 +112,27 @@ class _GraphOperator(Operator):
     def _apply(self, state, leaf, v):
         raise NotImplementedError
 
-    def _apply_block(self, state, leaf, V, out):
-        for j in range(V.shape[1]):
-            out[:, j] += self._apply(state, leaf, V[:, j])
+    def _apply_block(self, state, leaf, Vt, out_t):
+        for j in range(Vt.shape[0]):
+            out_t[j] += self._apply(state, leaf, Vt[j])
 
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:  # [P, k] -> [P, k]
-        out = torch.zeros_like(V)
+        # Work on rows of a [k, P] block: a column of a row-major [P, k] block is strided
+        # and at P = 2.6M strided reads/writes cost as much as the product. The result is
+        # returned as a [P, k] view of [k, P] storage, which matmul consumes at no cost;
+        # solvers that allocate their blocks the same way never pay for a transpose.
+        Vt = V.T if V.T.is_contiguous() else V.T.contiguous()  # [k, P]
+        out_t = torch.zeros_like(Vt)
         if self._state is not None:
-            self._apply_block(self._state, self._leaf, V, out)
+            self._apply_block(self._state, self._leaf, Vt, out_t)
         else:
             for Xc, yc in self.problem.chunks():
                 leaf = self.theta.clone().requires_grad_(True)
                 with torch.enable_grad():
                     state = self._build(leaf, Xc, yc)
-                self._apply_block(state, leaf, V, out)
+                self._apply_block(state, leaf, Vt, out_t)
                 del state
-        return out / self.problem.N
+        return out_t.T
 
 
 class HessianOperator(_GraphOperator):
@@ -156,11 +161,12 @@ class HessianOperator(_GraphOperator):
         self.loss = self.gradient = None
         if self._state is not None:
             s, g = self._state
-            self.loss = s.detach() / problem.N
-            self.gradient = g.detach() / problem.N
+            self.loss = s.detach()
+            self.gradient = g.detach()
 
     def _build(self, leaf, X, y):
-        s = self.problem.chunk_loss_sum(leaf, X, y)
+        # the 1/N weight goes into the graph, so products need no extra scaling pass
+        s = self.problem.chunk_loss_sum(leaf, X, y) / self.problem.N
         (g,) = torch.autograd.grad(s, leaf, create_graph=True)
         return s, g
 
@@ -172,14 +178,14 @@ class HessianOperator(_GraphOperator):
     def _apply(self, state, leaf, v):
         return torch.autograd.grad(state[1], leaf, v, retain_graph=True)[0]
 
-    def _apply_block(self, state, leaf, V, out):
-        if self.vectorize and V.shape[1] > 1:
-            (HV,) = torch.autograd.grad(
-                state[1], leaf, V.T, retain_graph=True, is_grads_batched=True
+    def _apply_block(self, state, leaf, Vt, out_t):
+        if self.vectorize and Vt.shape[0] > 1:
+            (HVt,) = torch.autograd.grad(
+                state[1], leaf, Vt, retain_graph=True, is_grads_batched=True
             )
-            out += HV.T
+            out_t += HVt
         else:
-            super()._apply_block(state, leaf, V, out)
+            super()._apply_block(state, leaf, Vt, out_t)
 
 
 class GaussNewtonOperator(_GraphOperator):
@@ -209,7 +215,7 @@ class GaussNewtonOperator(_GraphOperator):
         us = u if isinstance(u, list) else [u]
         Jv = torch.autograd.grad(Jt_u, us, v, retain_graph=True)
         Jv = torch.cat(Jv) if len(Jv) > 1 else Jv[0]
-        q = self.problem.criterion.hessian_matmul(f.detach(), y, Jv)
+        q = self.problem.criterion.hessian_matmul(f.detach(), y, Jv) / self.problem.N
         return torch.autograd.grad(f, leaf, q, retain_graph=True)[0]
 
 
