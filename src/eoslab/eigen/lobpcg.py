@@ -103,21 +103,27 @@ def lobpcg(
         AWt = apply(op, Wt) * sign
         blocks, ablocks = [Xt, Wt], [AXt, AWt]
         if Pt is not None:
-            Pn, APn = _orth_directions(Pt, APt, torch.cat([Xt, Wt]), torch.cat([AXt, AWt]))
+            Pn, APn = _orth_directions(Pt, APt, blocks, ablocks)
             if Pn.shape[0]:
                 blocks.append(Pn)
                 ablocks.append(APn)
-        St = torch.cat(blocks)
-        ASt = torch.cat(ablocks)
-        T = St @ ASt.T
-        T = (T + T.T) / 2
-        B = St @ St.T
+        # Gram matrices block by block: concatenating [X, W, P] would copy 3m long rows
+        T, B = _gram(blocks, ablocks)
         ev, Cfull = _gen_eigh(T, B)
         theta = ev[:m]
         C = Cfull[:, :m]
         nx = Xt.shape[0]
-        Xt, AXt = C.T @ St, C.T @ ASt
-        Pt, APt = C[nx:].T @ St[nx:], C[nx:].T @ ASt[nx:]
+        # P_new = C_Wᵀ W + C_Pᵀ P and X_new = C_Xᵀ X + P_new (same for the products)
+        offs = [0]
+        for blk in blocks:
+            offs.append(offs[-1] + blk.shape[0])
+        Pt = APt = None
+        for b in range(1, len(blocks)):
+            Cb = C[offs[b] : offs[b + 1]].T
+            Pt = Cb @ blocks[b] if Pt is None else Pt.addmm_(Cb, blocks[b])
+            APt = Cb @ ablocks[b] if APt is None else APt.addmm_(Cb, ablocks[b])
+        Xt = torch.addmm(Pt, C[:nx].T, Xt)
+        AXt = torch.addmm(APt, C[:nx].T, AXt)
     else:
         n_iter = max_iter
     return finish(
@@ -134,23 +140,52 @@ def lobpcg(
     )
 
 
-def _orth_directions(Pt, APt, basis, Abasis):
-    """Orthonormalise directions P against an orthonormal basis, carrying AP along.
+def _orth_directions(Pt, APt, blocks, ablocks):
+    """Orthonormalise directions P against orthonormal blocks, carrying AP along.
 
-    Two Gram–Schmidt passes P ← P − c basis (c accumulated, so AP ← AP − c A·basis uses
-    products already known), then SVQB P ← T P with T = diag(e)^{-1/2} Uᵀ from the Gram
-    matrix, dropping dependent directions (a partial restart). No operator applications.
+    Two Gram–Schmidt passes P ← P − Σ_b c_b S_b (coefficients accumulated, so that
+    AP ← AP − Σ_b c_b (A S_b) uses products already known), then SVQB P ← T P with
+    T = diag(e)^{-1/2} Uᵀ from the Gram matrix, dropping dependent directions (a partial
+    restart). No operator applications.
     """
-    c = Pt @ basis.T
-    P1 = Pt - c @ basis
-    c2 = P1 @ basis.T
-    P1 = P1 - c2 @ basis
-    c = c + c2
+    coefs = [torch.zeros(Pt.shape[0], S.shape[0], dtype=Pt.dtype, device=Pt.device) for S in blocks]
+    P1 = Pt
+    for _ in range(2):
+        cs = [P1 @ S.T for S in blocks]
+        P1 = P1.clone() if P1 is Pt else P1
+        for c, S, acc in zip(cs, blocks, coefs):
+            P1.addmm_(c, S, alpha=-1)
+            acc += c
+    AP1 = APt.clone()
+    for c, AS in zip(coefs, ablocks):
+        AP1.addmm_(c, AS, alpha=-1)
     G = P1 @ P1.T
     e, U = torch.linalg.eigh((G + G.T) / 2)
     keep = e > e.max().clamp_min(0) * 1e3 * torch.finfo(e.dtype).eps
     T = (U[:, keep] / e[keep].sqrt()).T
-    return T @ P1, T @ (APt - c @ Abasis)
+    return T @ P1, T @ AP1
+
+
+def _gram(blocks, ablocks):
+    """T = S A Sᵀ and B = S Sᵀ for S = [blocks] from the upper block triangle only."""
+    sizes = [b.shape[0] for b in blocks]
+    n = sum(sizes)
+    ref = blocks[0]
+    T = torch.empty(n, n, dtype=ref.dtype, device=ref.device)
+    B = torch.empty(n, n, dtype=ref.dtype, device=ref.device)
+    offs = [0]
+    for sz in sizes:
+        offs.append(offs[-1] + sz)
+    for i, Si in enumerate(blocks):
+        ri = slice(offs[i], offs[i + 1])
+        for j in range(i, len(blocks)):
+            rj = slice(offs[j], offs[j + 1])
+            T[ri, rj] = Si @ ablocks[j].T
+            B[ri, rj] = Si @ blocks[j].T
+            if j != i:
+                T[rj, ri] = T[ri, rj].T
+                B[rj, ri] = B[ri, rj].T
+    return (T + T.T) / 2, (B + B.T) / 2
 
 
 def _gen_eigh(T: torch.Tensor, B: torch.Tensor):

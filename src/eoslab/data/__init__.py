@@ -1,0 +1,45 @@
+"""Data sets as tensors with provenance, and seeded ways to subset them (``DESIGN.md``: data/).
+
+Every loader returns a :class:`Dataset` (X [N, ...], int64 labels y [N], class names and a
+:class:`Provenance`). Loaders are registered by name in the plain dict :data:`DATASETS`;
+:func:`load_dataset` looks one up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from eoslab.data.base import Dataset, Provenance, train_test_split
+from eoslab.data.digits import load_digits
+
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "Provenance",
+    "load_dataset",
+    "load_digits",
+    "train_test_split",
+]
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "digits": load_digits,
+}
+"""Registry: data-set name → loader returning a :class:`Dataset`."""
+
+
+def load_dataset(name: str, **kwargs) -> Dataset:
+    """Load the data set registered as ``name``.
+
+    Args:
+        name: a key of :data:`DATASETS`.
+        **kwargs: keyword arguments of that loader (e.g. ``dtype``, ``scale`` for
+            ``"digits"``); an unknown keyword is the loader's own TypeError.
+
+    Raises:
+        ValueError: if ``name`` is not registered; the message lists the known names.
+    """
+    try:
+        loader = DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS)}") from None
+    return loader(**kwargs)
