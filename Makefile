@@ -30,8 +30,10 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
-bench: $(STAMP)
-	$(PY) benchmarks/bench_curvature.py
+# the benchmark installs the peer libraries (extra `peers`) beside eoslab
+bench:
+	$(MAKE) venv EXTRAS=dev,peers
+	$(PY) benchmarks/bench_curvature.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
