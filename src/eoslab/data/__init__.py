@@ -10,19 +10,33 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from eoslab.data.base import Dataset, Provenance, train_test_split
+from eoslab.data.cifar10 import load_cifar10
+from eoslab.data.dice import load_dice
 from eoslab.data.digits import load_digits
+from eoslab.data.fashion_mnist import load_fashion_mnist
+from eoslab.data.synthetic import gaussian_mixture, teacher_student
+from eoslab.data.uea import load_uea
 
 __all__ = [
     "DATASETS",
     "Dataset",
     "Provenance",
+    "load_cifar10",
     "load_dataset",
     "load_digits",
+    "load_fashion_mnist",
+    "load_uea",
     "train_test_split",
 ]
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
+    "cifar10": load_cifar10,
+    "dice": load_dice,
     "digits": load_digits,
+    "fashion_mnist": load_fashion_mnist,
+    "gaussian_mixture": gaussian_mixture,
+    "teacher_student": teacher_student,
+    "uea": load_uea,
 }
 """Registry: data-set name → loader returning a :class:`Dataset`."""
 
