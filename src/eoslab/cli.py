@@ -72,6 +72,42 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_kw(items: list[str]) -> dict:
+    """``["n_per_class=50", "split=test"]`` → {"n_per_class": 50, "split": "test"}."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"eoslab: expected KEY=VALUE, got {item!r}")
+        for cast in (int, float):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = {"true": True, "false": False, "none": None}.get(value.lower(), value)
+    return out
+
+
+def _data_show(args: argparse.Namespace) -> int:
+    """Write a PNG grid of examples per class of a registered data set."""
+    from eoslab.data import load_dataset
+    from eoslab.data.show import show_examples
+
+    kwargs = _parse_kw(args.kw)
+    if args.name == "dice":
+        kwargs.setdefault("n_per_class", 200)  # a grid needs few images; the full set is cached
+    try:
+        ds = load_dataset(args.name, **kwargs)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise SystemExit(f"eoslab data show: {err}") from None
+    out = Path(args.out or f"{args.name}-examples.png")
+    show_examples(ds, out, per_class=args.per_class, seed=args.seed)
+    print(f"wrote {out} ({len(ds)} samples, classes: {', '.join(ds.classes)})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``eoslab`` command."""
     ap = argparse.ArgumentParser(prog="eoslab", description="Edge-of-stability curvature lab.")
@@ -83,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--lr", type=float, default=0.05, help="GD learning rate η")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
+
+    data = sub.add_parser("data", help="data-set tools").add_subparsers(dest="data_cmd")
+    show = data.add_parser("show", help="PNG grid of examples per class")
+    show.add_argument("name", help="registered data set, e.g. dice, digits, fashion_mnist")
+    show.add_argument("--out", help="PNG path (default NAME-examples.png)")
+    show.add_argument("--per-class", type=int, default=8)
+    show.add_argument("--seed", type=int, default=0)
+    show.add_argument("--kw", nargs="*", default=[], help="loader options as KEY=VALUE")
+    show.set_defaults(func=_data_show)
     return ap
 
 
