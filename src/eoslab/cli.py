@@ -31,7 +31,7 @@ def _demo(args: argparse.Namespace) -> int:
     k = args.k
     print(
         f"eoslab demo: MLP 64→3×64 tanh→10, MSE on {problem.N} digits, P = {problem.size:,}, "
-        f"float64, top-{k} Hessian eigenpairs (LOBPCG, tol 1e-4 on residuals)"
+        f"float64, top-{k} Hessian eigenpairs (Lanczos, tol 1e-4 on residuals)"
     )
     results, spectra, v0 = {}, {}, None
     lr = args.lr

@@ -1,4 +1,4 @@
-"""Matrix-free LOBPCG, eoslab's default eigensolver (``METHODS.md`` §6).
+"""Matrix-free LOBPCG (``METHODS.md`` §6), the block solver of eoslab.
 
 Locally optimal block preconditioned conjugate gradient (Knyazev 2001) without a
 preconditioner, in the robust form of Duersch, Shao, Yang & Gu (2018): each iteration does
