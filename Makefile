@@ -30,9 +30,9 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
-# the benchmark installs the peer libraries (extra `peers`) beside eoslab
-bench:
-	$(MAKE) venv EXTRAS=dev,peers
+# the benchmark installs the peer libraries beside eoslab, without letting pip touch torch
+bench: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps -r benchmarks/requirements-peers.txt
 	$(PY) benchmarks/bench_curvature.py $(BENCH_ARGS)
 
 lint: $(STAMP)
