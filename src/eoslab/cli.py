@@ -108,6 +108,31 @@ def _data_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_embed(args: argparse.Namespace) -> int:
+    """Embed a sentiment corpus per token with a local encoder, using the embedding cache."""
+    from eoslab.data.sst import embed_command
+
+    try:
+        report = embed_command(
+            args.source,
+            path=args.path,
+            split=args.split,
+            labels=args.labels,
+            encoder=args.encoder,
+            max_tokens=args.max_tokens,
+            limit=args.limit,
+            out=args.out,
+            cache_dir=args.cache_dir,
+            batch_size=args.batch_size,
+            device=args.device,
+            refresh=args.refresh,
+        )
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        raise SystemExit(f"eoslab data embed: {err}") from None
+    print(report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``eoslab`` command."""
     ap = argparse.ArgumentParser(prog="eoslab", description="Edge-of-stability curvature lab.")
@@ -128,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--seed", type=int, default=0)
     show.add_argument("--kw", nargs="*", default=[], help="loader options as KEY=VALUE")
     show.set_defaults(func=_data_show)
+    emb = data.add_parser("embed", help="per-token encoder embeddings of SST / GLUE / RT text")
+    emb.add_argument("source", help="sst (PTB trees), glue (SST-2 TSV) or rt (VADER snippets)")
+    emb.add_argument("--path", help="text file or folder (rt: sdist/txt; default search)")
+    emb.add_argument("--split", help="train/dev/test when --path is a folder")
+    emb.add_argument("--labels", default="binary", choices=["binary", "fine"])
+    emb.add_argument("--encoder", default="minilm", help="minilm, roberta-base or a model dir")
+    emb.add_argument("--max-tokens", type=int, default=32)
+    emb.add_argument("--limit", type=int, help="embed only the first N texts")
+    emb.add_argument("--out", help="also write X, y, texts to this .npz")
+    emb.add_argument("--cache-dir", help="cache root (default $EOSLAB_CACHE or ~/.cache/eoslab)")
+    emb.add_argument("--batch-size", type=int, default=64)
+    emb.add_argument("--device", default="cpu")
+    emb.add_argument("--refresh", action="store_true", help="recompute even if cached")
+    emb.set_defaults(func=_data_embed)
     return ap
 
 

@@ -14,6 +14,7 @@ from eoslab.data.cifar10 import load_cifar10
 from eoslab.data.dice import load_dice
 from eoslab.data.digits import load_digits
 from eoslab.data.fashion_mnist import load_fashion_mnist
+from eoslab.data.sst import load_sst
 from eoslab.data.synthetic import gaussian_mixture, teacher_student
 from eoslab.data.uea import load_uea
 
@@ -25,6 +26,7 @@ __all__ = [
     "load_dataset",
     "load_digits",
     "load_fashion_mnist",
+    "load_sst",
     "load_uea",
     "train_test_split",
 ]
@@ -35,6 +37,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": load_digits,
     "fashion_mnist": load_fashion_mnist,
     "gaussian_mixture": gaussian_mixture,
+    "sst": load_sst,
     "teacher_student": teacher_student,
     "uea": load_uea,
 }
