@@ -1,27 +1,39 @@
-"""Block power iteration with QR (``METHODS.md`` §6; Lowell 2024 §7.1)."""
+"""Block power (subspace) iteration with QR and Rayleigh–Ritz (``METHODS.md`` §6).
+
+The method of Lowell (2024, §7.1): V ← orth(A V), eigenvalue estimates from the block,
+stop when they no longer change; warm-started from the previous call's block it needs only
+1–3 iterations along a training trajectory.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from eoslab.eigen._common import (
-    apply,
-    check_args,
-    dense_small,
+from eoslab.eigen._ortho import (
+    apply_rows,
+    check_block_size,
+    check_problem,
+    generator,
     order,
-    orthonormalize,
-    ritz,
-    start_block,
+    orthonormal_rows,
+    residual_rows,
+    start_rows,
+    sym,
+    threshold,
 )
-from eoslab.eigen.result import EigResult, converged_mask, finish
+from eoslab.eigen.result import EigResult, make_result
 from eoslab.linalg.base import Operator
+
+__all__ = ["block_power"]
+
+_CRITERIA = ("residual", "eigenvalue_change")
 
 
 def block_power(
     op: Operator,
     k: int,
     *,
-    which: str = "LM",
+    which: str = "LA",
     v0: torch.Tensor | None = None,
     tol: float = 1e-4,
     max_iter: int = 1000,
@@ -30,89 +42,118 @@ def block_power(
     shift: float | None = None,
     criterion: str = "residual",
 ) -> EigResult:
-    """Block power iteration V ← orth(A V) with a Rayleigh–Ritz step each iteration.
+    r"""k eigenpairs by block power iteration on A + σI with a Rayleigh–Ritz step.
 
-    Power iteration converges to the eigenvalues of largest magnitude, at rate
-    |λ_{m+1}| / |λ_i| per iteration for a block of m. With ``which='LA'`` it runs on
-    A + shift·I, which must make the wanted eigenvalues the largest in magnitude: pass
-    ``shift`` ≥ |λ_min| (e.g. from a cheap ``'SA'`` solve); without it 'LA' is refused,
-    because a negative eigenvalue larger in size than λ_k would be returned instead
-    (the situation described in the benchmark problem of the curvature-engine issue).
+    One iteration (Lowell 2024, §7.1, with the eigenvalue estimates taken from a
+    Rayleigh–Ritz step on the block rather than from diag(R) of the QR factor; it costs no
+    operator application and returns properly sorted pairs and their residuals):
+
+        A V = (one block product, b vectors),
+        Vᵀ A V = Y diag(θ) Yᵀ,   X = V Y,   A X = (A V) Y,        (Ritz pairs, residuals)
+        V ← orth(s·A X + σ X)                                    (next block, b columns)
+
+    with s = +1 (``'LA'``, ``'LM'``) or −1 (``'SA'``) and ``orth`` two CGS/SVQB passes
+    (numerically dependent directions are replaced by seeded random ones). The block has
+    b = ``block_size`` ≥ k columns; the extra guard columns make the convergence rate of
+    pair i equal to |λ_{b+1} + σ| / |λ_i + σ| instead of |λ_{k+1} + σ| / |λ_i + σ|.
+
+    Which eigenvalues it finds:
+
+    - ``'LM'`` (the method's native target, σ = 0): the k largest |λ|, signs kept. This is
+      Lowell's sharpness estimator; a negative λ_1 is reported as such (``METHODS.md`` §6
+      says EoS telemetry turns it into NaN).
+    - ``'LA'``: the k largest λ, found as the dominant eigenvalues of A + σI. With
+      ``shift=None`` σ is adapted: σ ← max(σ, −min_j θ_j) after every Rayleigh–Ritz step,
+      starting from 0. Ritz values never lie below λ_min, so 0 ≤ σ ≤ −λ_min, and whenever a
+      negative eigenvalue dominates the block σ grows until A + σI is nonnegative on it.
+      The final σ is at most −λ_min, the smallest shift that makes A + σI positive
+      semi-definite, so it is always correct but slow when |λ_min| ≫ λ_k − λ_{b+1}
+      (rate (λ_{b+1} + σ)/(λ_k + σ)); prefer :func:`~eoslab.eigen.lobpcg` then. A fixed
+      ``shift`` is used as given; it must satisfy σ > −(λ_k + λ_min)/2 for the top-k
+      algebraic eigenvalues to be the dominant ones of A + σI (σ ≥ −λ_min always works).
+    - ``'SA'``: the same on −A.
+
+    Stopping rules (``criterion``):
+
+    - ``'residual'`` (default): pair i converged when ‖A x_i − θ_i x_i‖ ≤
+      tol · max(|θ_i|, ε_floor), ε_floor = 128 ε_mach max_j |θ_j| / tol (``METHODS.md`` §6;
+      Bauer–Fike bounds the eigenvalue error by tol·|θ_i|).
+    - ``'eigenvalue_change'``: the paper's rule, per pair |θ_i(t) − θ_i(t−1)| ≤
+      tol · max_{j≤k} |θ_j(t)|; all flags true is exactly the paper's max|ΔΛ| < tol·max|Λ|.
+      It can stop early on slowly moving, unconverged estimates; residuals are reported
+      either way so the caller can judge.
 
     Args:
-        op: symmetric operator on R^P.
-        k: number of eigenpairs.
-        which: ``'LM'`` (default) or ``'LA'`` (with ``shift``).
-        v0: warm start [P, j] (the paper: 1–3 iterations along a trajectory).
-        tol: residual tolerance (see :func:`lobpcg`), or the eigenvalue-change tolerance
-            max|ΔΛ| < tol · max|Λ| of Lowell 2024 when ``criterion='eigenvalue_change'``.
-        max_iter: iteration limit.
+        op: symmetric operator on R^P (only ``op.matmat`` is called).
+        k: number of eigenpairs, 1 ≤ k ≤ P.
+        which: ``'LA'`` (default), ``'SA'`` or ``'LM'``.
+        v0: start vectors [P] or [P, j] (e.g. a previous ``warm_start``); the first
+            min(j, b) columns are used, the rest of the block is seeded noise.
+        tol: tolerance of the stopping rule.
+        max_iter: maximum number of iterations (block products).
         seed: seed of the random start vectors.
-        block_size: m ≥ k; default k + max(2, k // 4).
-        shift: σ ≥ 0 added to the diagonal for ``which='LA'``.
-        criterion: ``'residual'`` (default) or ``'eigenvalue_change'``.
+        block_size: b, k ≤ b ≤ P; default k + max(2, k // 4) (clipped to P).
+        shift: fixed σ for ``'LA'``/``'SA'`` (None: adaptive, see above). Not allowed with
+            ``'LM'``, where a shift would change which eigenvalues are found.
+        criterion: ``'residual'`` or ``'eigenvalue_change'``.
 
     Returns:
-        :class:`EigResult`; convergence flags always reflect the residual test.
+        :class:`~eoslab.eigen.result.EigResult` with ``method='block_power'``, ``n_iter``
+        the number of block products and ``n_matvecs = b · n_iter``; the b − k guard Ritz
+        vectors are kept for ``warm_start``.
+
+    Raises:
+        ValueError: for bad k, which, tol, max_iter, block_size, criterion, v0, or a shift
+            given with ``'LM'``.
     """
-    check_args(op, k, which, tol, allowed=("LM", "LA"))
-    if which == "LA" and shift is None:
-        raise ValueError(
-            "block_power finds the largest |λ|; for which='LA' pass shift >= |λ_min| "
-            "(or use lobpcg/lanczos, which find algebraic extremes directly)"
-        )
-    if criterion not in ("residual", "eigenvalue_change"):
-        raise ValueError(f"criterion must be 'residual' or 'eigenvalue_change', got {criterion!r}")
-    sigma = float(shift or 0.0)
-    m = block_size if block_size is not None else k + max(2, k // 4)
-    if m < k:
-        raise ValueError(f"block_size must be at least k={k}, got {m}")
-    m = min(m, op.size)
-    start = op.n_applied
-    if 2 * m >= op.size:
-        lam, Xt, AXt = dense_small(op, k, which)
-        return finish(
-            lam=lam,
-            Xt=Xt,
-            AXt=AXt,
-            k=k,
-            tol=tol,
-            which=which,
-            method="block_power",
-            n_matvecs=op.n_applied - start,
-            n_iter=0,
-        )
-    Vt = start_block(op, m, v0, seed)
-    prev = None
-    for it in range(1, max_iter + 1):
-        AVt = apply(op, Vt) + sigma * Vt
-        theta, C = ritz(Vt, AVt)
-        idx = order(theta, "LM")
-        theta, C = theta[idx], C[:, idx]
-        Xt, AXt = C.T @ Vt, C.T @ AVt
-        rn = (AXt[:k] - theta[:k, None] * Xt[:k]).norm(dim=1)
+    method = "block_power"
+    k = check_problem(op, k, which=which, tol=tol, max_iter=max_iter, method=method)
+    if criterion not in _CRITERIA:
+        raise ValueError(f"{method}: criterion must be one of {_CRITERIA}, got {criterion!r}")
+    if shift is not None and which == "LM":
+        raise ValueError(f"{method}: shift is only meaningful for which='LA' or 'SA', not 'LM'")
+    P, dtype = op.size, op.dtype
+    b = check_block_size(block_size, k, P, method=method)
+    gen = generator(op, seed)
+    s = -1.0 if which == "SA" else 1.0
+    adaptive = shift is None and which != "LM"
+    sigma = torch.zeros((), dtype=dtype, device=op.device) if shift is None else float(shift)
+
+    Vt = start_rows(op, b, v0, gen, method=method)  # [b, P]
+    theta_prev = None
+    scale = torch.zeros((), dtype=dtype, device=op.device)  # running max |θ| (≤ ‖A‖)
+    n_iter = 0
+    while True:
+        AVt = apply_rows(op, Vt)  # [b, P]
+        n_iter += 1
+        theta, Y = torch.linalg.eigh(sym(Vt @ AVt.mT))
+        idx = order(theta, which)
+        theta, Y = theta[idx], Y[:, idx]
+        Xt, AXt = Y.mT @ Vt, Y.mT @ AVt  # Ritz vectors and their products, [b, P]
+        rnorm = torch.linalg.vector_norm(residual_rows(AXt, Xt, theta), dim=1)
+        scale = torch.maximum(scale, theta.abs().max())
         if criterion == "residual":
-            done = bool(converged_mask(theta[:k] - sigma, rn, tol).all())
+            conv = rnorm <= threshold(theta, scale, tol, dtype)
+        elif theta_prev is None:
+            conv = torch.zeros(b, dtype=torch.bool, device=op.device)
         else:
-            done = prev is not None and bool(
-                (theta[:k] - prev).abs().max() < tol * theta[:k].abs().max()
-            )
-        prev = theta[:k]
-        if done or it == max_iter:
+            conv = (theta - theta_prev).abs() <= tol * theta[:k].abs().max()
+        if bool(conv[:k].all()) or n_iter >= max_iter:  # the one host sync of the iteration
             break
-        Vt = orthonormalize(AXt)
-        if Vt.shape[0] < m:  # the block lost rank: refill with fresh directions
-            extra = start_block(op, m - Vt.shape[0], None, seed + it)
-            Vt = torch.cat([Vt, orthonormalize(extra, against=Vt)])
-    return finish(
-        lam=theta - sigma,
-        Xt=Xt,
-        AXt=AXt - sigma * Xt,
-        k=k,
-        tol=tol,
+        theta_prev = theta
+        if adaptive:
+            sigma = torch.maximum(sigma, -(s * theta).min())
+        Vt = orthonormal_rows(torch.add(sigma * Xt, AXt, alpha=s), b, gen=gen)
+
+    return make_result(
+        eigenvalues=theta[:k],
+        eigenvectors=Xt[:k].T,
+        residuals=rnorm[:k],
+        converged=conv[:k],
+        n_matvecs=b * n_iter,
+        n_iter=n_iter,
+        method=method,
         which=which,
-        method="block_power",
-        n_matvecs=op.n_applied - start,
-        n_iter=it,
-        basis=Xt,
+        tol=tol,
+        block=Xt.T,
     )

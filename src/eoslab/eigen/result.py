@@ -1,4 +1,14 @@
-"""The one result type of every eigensolver (``METHODS.md`` §6)."""
+"""The one result type of every eigensolver, and how solvers report failure.
+
+Every solver in :mod:`eoslab.eigen` returns an :class:`EigResult`: Ritz values and vectors,
+the residual norm of every pair computed from the solver's final products, convergence flags,
+and the number of operator applications used (``METHODS.md`` §6: "Every solver reports the
+number of operator applications it used and a residual ‖Av − λv‖ per pair").
+
+A solver that stops before all requested pairs converged returns the flags ``False`` for the
+pairs that failed *and* emits :class:`NonConvergenceWarning`; :meth:`EigResult.require_converged`
+turns that into a :class:`ConvergenceError` for callers that cannot use a partial answer.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +17,51 @@ from dataclasses import dataclass, field
 
 import torch
 
+__all__ = ["ConvergenceError", "EigResult", "NonConvergenceWarning"]
+
 
 class ConvergenceError(RuntimeError):
-    """Raised by :meth:`EigResult.require_converged` when some pair did not converge."""
+    """Raised by :meth:`EigResult.require_converged` when some eigenpair did not converge."""
 
 
 class NonConvergenceWarning(RuntimeWarning):
-    """Emitted whenever a solver returns before every requested pair has converged."""
+    """Emitted whenever a solver returns before every requested eigenpair has converged."""
 
 
 @dataclass(frozen=True)
 class EigResult:
-    """Eigenpairs of a symmetric operator with their quality.
+    """Eigenpairs of a symmetric operator A together with their quality.
+
+    Order of the pairs: by the ``which`` criterion, most wanted first:
+
+    - ``'LA'``: algebraically descending, λ_1 ≥ λ_2 ≥ … (the ``DESIGN.md`` convention);
+    - ``'SA'``: algebraically ascending, λ_1 ≤ λ_2 ≤ … (the smallest first);
+    - ``'LM'``: descending magnitude, |λ_1| ≥ |λ_2| ≥ … (signs kept).
+
+    Convergence of pair i means (``METHODS.md`` §6)
+
+        ‖A v_i − λ_i v_i‖₂ ≤ tol · max(|λ_i|, ε_floor),
+        ε_floor = (128 ε_mach / tol) · max_j |θ_j|,
+
+    i.e. a relative residual test with an absolute floor of 128 units of round-off of the
+    largest Ritz value θ_j the solver saw (the residual of a computed vector cannot be smaller
+    than a few ε_mach·‖A‖). By the Bauer–Fike theorem a symmetric A then has an eigenvalue
+    within ‖r_i‖ ≤ tol·|λ_i| of λ_i (for pairs above the floor).
 
     Attributes:
-        eigenvalues: [k], ordered by the ``which`` criterion: descending for ``'LA'``,
-            ascending for ``'SA'``, descending |λ| for ``'LM'``.
-        eigenvectors: [P, k], orthonormal columns (a view of row-major [k, P] storage).
-        residuals: [k], ‖A v_i − λ_i v_i‖₂ from the solver's final products.
-        converged: [k] bool, residual_i ≤ tol · max(|λ_i|, floor) (METHODS.md §6).
-        n_matvecs: operator applications used (vectors, so a block of m counts m).
-        n_iter: iterations (restarts for Lanczos) used.
-        method: solver name.
+        eigenvalues: [k] Ritz values, in ``which`` order (see above).
+        eigenvectors: [P, k] orthonormal Ritz vectors (possibly a transposed view of
+            row-major [k, P] storage; never copy it to make it contiguous without need).
+        residuals: [k] ‖A v_i − λ_i v_i‖₂ computed from the final block products (for
+            LOBPCG the products A V are carried along by the same linear combinations as V,
+            so they agree with a fresh product up to round-off accumulated over the run).
+        converged: [k] bool tensor, the solver's convergence test per pair.
+        n_matvecs: number of operator applications, counted in vectors (a block of m columns
+            counts m); equals the increase of ``op.n_applied`` during the call.
+        n_iter: iterations of the method (see each solver for what one iteration is).
+        method: solver name (a key of :data:`eoslab.eigen.SOLVERS`).
         which: ``'LA'``, ``'SA'`` or ``'LM'``.
-        tol: relative residual tolerance used.
+        tol: the relative residual tolerance the flags refer to.
     """
 
     eigenvalues: torch.Tensor
@@ -42,7 +73,9 @@ class EigResult:
     method: str
     which: str
     tol: float
-    _basis: torch.Tensor | None = field(default=None, repr=False)
+    # The solver's whole block [P, m] (its first k columns are ``eigenvectors``), kept for
+    # warm starts; a view of row-major storage, so handing it back costs no copy.
+    _block: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def k(self) -> int:
@@ -51,79 +84,81 @@ class EigResult:
 
     @property
     def all_converged(self) -> bool:
-        """True when every returned pair met the tolerance."""
+        """True when every returned pair passed the convergence test."""
         return bool(self.converged.all())
 
     def require_converged(self) -> EigResult:
-        """Return self, or raise :class:`ConvergenceError` naming the pairs that failed."""
-        if not self.all_converged:
-            bad = (~self.converged).nonzero().flatten().tolist()
-            detail = ", ".join(
-                f"#{i + 1}: λ={self.eigenvalues[i].item():.6g}, "
-                f"residual={self.residuals[i].item():.2e}"
-                for i in bad[:10]
-            )
-            raise ConvergenceError(
-                f"{self.method} ({self.which}, tol={self.tol:g}) left {len(bad)} of {self.k} "
-                f"pairs unconverged after {self.n_iter} iterations and {self.n_matvecs} "
-                f"products: {detail}"
-            )
-        return self
+        """Return ``self`` if every pair converged, else raise :class:`ConvergenceError`.
+
+        Raises:
+            ConvergenceError: naming each failed pair (1-based index), its Ritz value and
+                its residual.
+        """
+        if self.all_converged:
+            return self
+        bad = (~self.converged).nonzero().flatten().tolist()
+        lam = self.eigenvalues.detach().cpu().tolist()
+        res = self.residuals.detach().cpu().tolist()
+        shown = ", ".join(f"#{i + 1} (λ={lam[i]:.6g}, residual={res[i]:.2e})" for i in bad[:8])
+        more = f" and {len(bad) - 8} more" if len(bad) > 8 else ""
+        raise ConvergenceError(
+            f"{self.method} (which={self.which!r}, tol={self.tol:g}) did not converge for "
+            f"{len(bad)} of {self.k} eigenpairs after {self.n_iter} iterations and "
+            f"{self.n_matvecs} operator applications: {shown}{more}"
+        )
 
     @property
     def warm_start(self) -> torch.Tensor:
-        """Vectors to pass as ``v0`` on the next call (eigenvectors plus guard vectors)."""
-        return self._basis if self._basis is not None else self.eigenvectors
+        """Vectors to pass as ``v0`` to the next call on a nearby operator, [P, m].
+
+        The k eigenvectors followed by the solver's m − k guard Ritz vectors, if it kept any
+        (block solvers keep their whole block: converging the k-th pair needs the guard
+        directions too, so handing them back saves iterations). No copy is made.
+        """
+        return self.eigenvectors if self._block is None else self._block
 
 
-def finish(
+def make_result(
     *,
-    lam: torch.Tensor,
-    Xt: torch.Tensor,
-    AXt: torch.Tensor,
-    k: int,
-    tol: float,
-    which: str,
-    method: str,
+    eigenvalues: torch.Tensor,
+    eigenvectors: torch.Tensor,
+    residuals: torch.Tensor,
+    converged: torch.Tensor,
     n_matvecs: int,
     n_iter: int,
-    basis: torch.Tensor | None = None,
+    method: str,
+    which: str,
+    tol: float,
+    block: torch.Tensor | None = None,
+    note: str | None = None,
+    stacklevel: int = 3,
 ) -> EigResult:
-    """Build an :class:`EigResult` from Ritz values/vectors (rows) and their products.
+    """Build an :class:`EigResult` and warn if any pair failed to converge.
 
-    Computes residuals ‖A x − λ x‖, convergence flags, and warns when some pair failed.
+    The single place where solvers hand back results, so that no solver can return an
+    unconverged answer silently. ``note`` (why the solver stopped) is added to the warning.
     """
-    lam, Xt, AXt = lam[:k], Xt[:k], AXt[:k]
-    res = (AXt - lam[:, None] * Xt).norm(dim=1)
-    conv = res <= tol * _scale(lam)
     result = EigResult(
-        eigenvalues=lam,
-        eigenvectors=Xt.T,
-        residuals=res,
-        converged=conv,
+        eigenvalues=eigenvalues,
+        eigenvectors=eigenvectors,
+        residuals=residuals,
+        converged=converged.to(torch.bool),
         n_matvecs=int(n_matvecs),
         n_iter=int(n_iter),
         method=method,
         which=which,
         tol=float(tol),
-        _basis=None if basis is None else basis.T,
+        _block=block,
     )
     if not result.all_converged:
+        n_bad = int((~result.converged).sum())
+        worst = float((residuals / eigenvalues.abs().clamp_min(1e-300)).max())
         warnings.warn(
-            f"{method}: {int((~conv).sum())} of {k} eigenpairs did not reach tol={tol:g} "
-            f"within {n_iter} iterations; check EigResult.converged",
+            f"{method}: {n_bad} of {result.k} eigenpairs (which={which!r}) did not converge to "
+            f"tol={tol:g} in {n_iter} iterations ({n_matvecs} operator applications); worst "
+            f"relative residual {worst:.2e}{'; ' + note if note else ''}. Check "
+            f"EigResult.converged or call require_converged().",
             NonConvergenceWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     return result
-
-
-def _scale(lam: torch.Tensor) -> torch.Tensor:
-    """max(|λ_i|, 1e-12 · max_j |λ_j|): the floor keeps zero eigenvalues testable."""
-    a = lam.abs()
-    return torch.clamp(a, min=1e-12 * float(a.max()) if a.numel() else 0.0)
-
-
-def converged_mask(lam: torch.Tensor, rnorm: torch.Tensor, tol: float) -> torch.Tensor:
-    """residual_i ≤ tol · max(|λ_i|, floor) (METHODS.md §6; Bauer–Fike bounds |Δλ_i| by it)."""
-    return rnorm <= tol * _scale(lam)
