@@ -141,6 +141,7 @@ def main(argv=None) -> int:
         machine=platform.machine(),
         processor=platform.processor() or platform.machine(),
         date=time.strftime("%Y-%m-%d %H:%M"),
+        argv=" ".join(sys.argv[1:] if argv is None else argv),
         peers={p: peers.peer_version(p) for p in available} if peers else {},
     )
     for item in args.problems.split(","):
@@ -214,7 +215,7 @@ def render_markdown(meta, rows) -> str:
         "",
         f"torch {meta['torch']}, {meta['threads']} threads, {meta['processor']}, {meta['date']}; "
         f"peers: {meta['peers'] or 'none installed'}.",
-        "Command: `make bench` (`python benchmarks/bench_curvature.py`).",
+        f"Command: `python benchmarks/bench_curvature.py {meta.get('argv', '')}` (`make bench` runs all).",
         "",
         "## Products (ratios to one gradient, same run)",
         "",
@@ -230,7 +231,7 @@ def render_markdown(meta, rows) -> str:
         "",
         "## Top-k eigenvalues: seconds / operator applications / max relative error",
         "",
-        "| problem | dtype | state | k | solver | seconds | matvecs | rel. error | vs fastest peer (tuned, cold) |",
+        "| problem | dtype | state | k | solver | seconds | matvecs | rel. error | ÷ fastest peer reaching 1e-4 (cold) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
