@@ -10,21 +10,23 @@ Every criterion returns *per-sample* values; the mean over the data set is taken
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 
 
-class Criterion:
+class Criterion(ABC):
     """A per-sample loss with its output Hessian and the symmetric square root of it."""
 
     name: str = ""
 
+    @abstractmethod
     def per_sample(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """ℓ(f_n, y_n) for every sample: f [N, n_out], y [N] int → [N]."""
-        raise NotImplementedError
 
+    @abstractmethod
     def output_hessian(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """H_ℓ(f_n) [N, n_out, n_out]."""
-        raise NotImplementedError
 
     def output_hessian_sqrt(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The PSD square root H_ℓ^{1/2} [N, n_out, n_out] (``METHODS.md`` §4).

@@ -10,10 +10,12 @@ Source: ``METHODS.md`` §4 (operators) and §6 (solvers act on blocks ``P × m``
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 
 
-class Operator:
+class Operator(ABC):
     """A linear operator A: R^P → R^P acting on blocks of column vectors.
 
     Subclasses implement :meth:`_matmat`. The public :meth:`matmat` checks shapes, counts
@@ -42,8 +44,9 @@ class Operator:
         """(P, P)."""
         return (self.size, self.size)
 
+    @abstractmethod
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:  # [P, k] -> [P, k]
-        raise NotImplementedError(f"{type(self).__name__} must implement _matmat")
+        """A V for a checked block V [P, k]; implemented by every operator."""
 
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
         """Apply A to every column of ``V``.

@@ -16,6 +16,8 @@ product: same result to round-off, bounded memory, about one extra gradient per 
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 
 from eoslab.linalg.base import Operator
@@ -103,14 +105,17 @@ class _GraphOperator(Operator):
         """True when the first-order graph of every chunk is held in memory."""
         return self._state is not None
 
+    @abstractmethod
     def _build(self, leaf, X, y):
-        raise NotImplementedError
+        """The first-order graph of one chunk at ``leaf`` (called under ``enable_grad``)."""
 
+    @abstractmethod
     def _merge(self, states):
-        raise NotImplementedError
+        """Join the cached graphs of all chunks into one state."""
 
+    @abstractmethod
     def _apply(self, state, leaf, v):
-        raise NotImplementedError
+        """The product of one vector v [P] on a built state."""
 
     def _apply_block(self, state, leaf, Vt, out_t):
         for j in range(Vt.shape[0]):
