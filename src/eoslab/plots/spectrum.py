@@ -29,6 +29,7 @@ def plot_spectrum(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for label, lam in spectra.items():
@@ -36,6 +37,7 @@ def plot_spectrum(
         ax.plot(np.arange(1, len(lam) + 1), lam, "o-", ms=4, label=label)
     if threshold is not None:
         ax.axhline(threshold, color="k", ls="--", lw=1, label="2/η")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("index i")
     ax.set_ylabel("λ_i (Hessian of the training loss)")
     ax.set_title(title)
