@@ -75,6 +75,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eoslab.data._cache import read_checksummed_npz, write_checksummed_npz
 from eoslab.data.base import Dataset, Provenance
 
 __all__ = [
@@ -568,51 +569,17 @@ def _meta(size: int, n_per_class: int, seed: int) -> np.ndarray:
     return np.array([GENERATOR_VERSION, size, n_per_class, seed, SUPERSAMPLE], dtype=np.int64)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _write_cache(path: Path, X: np.ndarray, y: np.ndarray, meta: np.ndarray) -> None:
-    """Write the .npz and its checksum file, each via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sha_path = path.with_name(path.name + ".sha256")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp_sha = sha_path.with_name(f".{sha_path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, X=X, y=y, meta=meta)
-        tmp_sha.write_text(f"{_sha256_file(tmp)}  {path.name}\n")
-        os.replace(tmp, path)
-        os.replace(tmp_sha, sha_path)
-    finally:
-        for t in (tmp, tmp_sha):
-            if t.exists():
-                t.unlink()
+    """Write the .npz and its checksum file (see :mod:`eoslab.data._cache`)."""
+    write_checksummed_npz(path, compressed=True, X=X, y=y, meta=meta)
 
 
 def _read_cache(path: Path, meta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    sha_path = path.with_name(path.name + ".sha256")
     advice = "delete it or call load_dice(..., regenerate=True) to rebuild it"
-    if not sha_path.is_file():
-        raise ValueError(f"dice cache file {path} has no checksum file {sha_path}; {advice}")
-    parts = sha_path.read_text().split()
-    expected = parts[0] if parts else ""
-    digest = _sha256_file(path)
-    if digest != expected:
-        raise ValueError(
-            f"checksum mismatch for dice cache file {path}: SHA-256 is {digest}, but "
-            f"{sha_path.name} records {expected or '(nothing)'}; the file is corrupted or was "
-            f"changed; {advice}"
-        )
-    with np.load(path, allow_pickle=False) as archive:
-        missing = {"X", "y", "meta"} - set(archive.files)
-        if missing:
-            raise ValueError(f"dice cache file {path} lacks arrays {sorted(missing)}; {advice}")
-        X, y, stored = archive["X"], archive["y"], archive["meta"]
+    arrays = read_checksummed_npz(
+        path, required={"X", "y", "meta"}, what="dice cache file", advice=advice
+    )
+    X, y, stored = arrays["X"], arrays["y"], arrays["meta"]
     if not np.array_equal(stored, meta):
         raise ValueError(
             f"dice cache file {path} was made with [version, size, n_per_class, seed, "

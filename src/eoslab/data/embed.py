@@ -65,6 +65,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eoslab.data._cache import read_checksummed_npz, write_checksummed_npz
+
 __all__ = [
     "CACHE_VERSION",
     "EmbeddingCacheError",
@@ -309,60 +311,26 @@ def _cache_path(corpus, n, info, max_tokens, cache_dir) -> Path:
     return root / "embeddings" / f"{safe}-T{max_tokens}-N{n}-{key[:20]}.npz"
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _write_cache(path: Path, tokens: np.ndarray, lengths: np.ndarray, meta: dict) -> None:
-    """Write the .npz and its checksum file, each via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sha_path = path.with_name(path.name + ".sha256")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp_sha = sha_path.with_name(f".{sha_path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, tokens=tokens, lengths=lengths, meta=np.array(json.dumps(meta)))
-        tmp_sha.write_text(f"{_sha256_file(tmp)}  {path.name}\n")
-        os.replace(tmp, path)
-        os.replace(tmp_sha, sha_path)
-    finally:
-        for t in (tmp, tmp_sha):
-            if t.exists():
-                t.unlink()
+    """Write the .npz and its checksum file (see :mod:`eoslab.data._cache`)."""
+    write_checksummed_npz(
+        path, compressed=False, tokens=tokens, lengths=lengths, meta=np.array(json.dumps(meta))
+    )
 
 
 def _read_cache(path: Path, expect: dict) -> tuple[np.ndarray, np.ndarray, dict]:
-    sha_path = path.with_name(path.name + ".sha256")
     advice = "delete it or pass refresh=True (CLI: --refresh) to recompute it"
-    if not sha_path.is_file():
-        raise EmbeddingCacheError(
-            f"embedding cache {path} has no checksum file {sha_path}; {advice}"
-        )
-    parts = sha_path.read_text().split()
-    expected = parts[0] if parts else ""
-    digest = _sha256_file(path)
-    if digest != expected:
-        raise EmbeddingCacheError(
-            f"checksum mismatch for embedding cache {path}: SHA-256 is {digest}, but "
-            f"{sha_path.name} records {expected or '(nothing)'}; the file is corrupted or was "
-            f"changed; {advice}"
-        )
+    arrays = read_checksummed_npz(
+        path,
+        required={"tokens", "lengths", "meta"},
+        what="embedding cache",
+        advice=advice,
+        error=EmbeddingCacheError,
+    )
+    tokens, lengths = arrays["tokens"], arrays["lengths"]
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = {"tokens", "lengths", "meta"} - set(archive.files)
-            if missing:
-                raise EmbeddingCacheError(
-                    f"embedding cache {path} lacks arrays {sorted(missing)}; {advice}"
-                )
-            tokens, lengths = archive["tokens"], archive["lengths"]
-            meta = json.loads(str(archive["meta"][()]))
-    except (OSError, ValueError) as err:
-        if isinstance(err, EmbeddingCacheError):
-            raise
+        meta = json.loads(str(arrays["meta"][()]))
+    except ValueError as err:
         raise EmbeddingCacheError(
             f"embedding cache {path} cannot be read ({err}); {advice}"
         ) from err
