@@ -1,12 +1,14 @@
 import json
 
 import pytest
+import torch
 
 from eoslab.cli import main
 
 
 def test_demo_writes_table_json_and_figure(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--k", "3", "--steps", "5"]) == 0
+    assert torch.get_default_dtype() == torch.float32  # no global state left behind
     out = capsys.readouterr().out
     assert "top-3 Hessian eigenpairs" in out and "residual" in out
     data = json.loads((tmp_path / "spectrum.json").read_text())

@@ -20,11 +20,12 @@ def _demo(args: argparse.Namespace) -> int:
     from eoslab.plots import plot_spectrum
     from eoslab.problem import Problem
 
-    torch.set_default_dtype(torch.float64)
     ds = load_dataset("digits").flatten().standardize().to(dtype=torch.float64)
-    model = build_model("mlp", in_dim=64, n_out=10, depth=4, width=64, activation="tanh")
+    model = build_model(
+        "mlp", in_dim=64, n_out=10, depth=4, width=64, activation="tanh", dtype=torch.float64
+    )
     init_model(model, "kaiming", seed=args.seed)
-    problem = Problem(model.double(), "mse", ds.X, ds.y)
+    problem = Problem(model, "mse", ds.X, ds.y)
     theta = problem.initial_theta()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
