@@ -124,6 +124,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-peers", action="store_true", help="skip curvlinops/eigenthings/PyHessian")
     ap.add_argument("--peer-budget", type=float, default=600.0, help="seconds per peer solve")
     ap.add_argument("--gd-steps", type=int, default=200)
+    ap.add_argument(
+        "--methods", default="lanczos,lobpcg", help="eoslab solvers to time (comma-separated)"
+    )
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
 
@@ -167,7 +170,7 @@ def main(argv=None) -> int:
                 ref = reference(problem, theta, k)
                 ref_next = reference(problem, theta_next, k)
                 row[f"top{k}"] = entry = dict(ref=ref.tolist())
-                for method in ("lanczos", "lobpcg"):
+                for method in args.methods.split(","):
                     cold, res = run_ours(problem, theta, k, ref, method=method)
                     warm, _ = run_ours(
                         problem, theta_next, k, ref_next, v0=res.warm_start, method=method
