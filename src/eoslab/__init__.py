@@ -5,3 +5,12 @@ public function cites the section it implements.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # ``eoslab.load_run`` without importing torch-heavy modules at ``import eoslab``
+    if name == "load_run":
+        from eoslab.run import load_run
+
+        return load_run
+    raise AttributeError(f"module 'eoslab' has no attribute {name!r}")

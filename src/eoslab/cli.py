@@ -3,73 +3,106 @@
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
-import torch
+
+def _run(args: argparse.Namespace) -> int:
+    """``eoslab run CONFIG``: carry out a run, then write its figure and print a summary."""
+    import shutil
+
+    from eoslab.run import ConfigError, load_config, run
+    from eoslab.store import RunStore, StoreError
+
+    try:
+        cfg = None
+        if args.config is not None:
+            cfg = load_config(args.config, args.set)
+        elif not args.resume:
+            raise ConfigError("give a CONFIG file (or --resume with --out of an existing run)")
+        out = Path(args.out or f"runs/{cfg.name}")
+        if args.overwrite and not args.resume and (out / "config.yaml").exists():
+            RunStore.open(out)  # refuse to delete a directory that is not a run
+            shutil.rmtree(out)
+        status = run(cfg, out, resume=args.resume, progress=not args.no_progress)
+    except (ConfigError, StoreError) as err:
+        raise SystemExit(f"eoslab run: {err}") from None
+    files = _figure(out)
+    print(_summary(out))
+    if files:
+        print(f"figure: {', '.join(str(f) for f in files)}")
+    return 0 if status["status"] in ("completed", "diverged") else 1
 
 
-def _demo(args: argparse.Namespace) -> int:
-    """Top-20 Hessian eigenpairs of an MLP on the embedded digits data, at init and trained."""
-    from eoslab.data import load_dataset
-    from eoslab.eigen import eigsh
-    from eoslab.linalg import HessianOperator
-    from eoslab.models import build_model
-    from eoslab.models.init import init_model
-    from eoslab.plots import plot_spectrum
-    from eoslab.problem import Problem
+def _figure(out: Path) -> list[Path]:
+    """Write RUN/sharpness.{png,pdf} when the run has probes."""
+    from eoslab.plots import plot_sharpness
+    from eoslab.run import load_run
 
-    ds = load_dataset("digits").flatten().standardize().to(dtype=torch.float64)
-    model = build_model(
-        "mlp", in_dim=64, n_out=10, depth=4, width=64, activation="tanh", dtype=torch.float64
-    )
-    init_model(model, "kaiming", seed=args.seed)
-    problem = Problem(model, "mse", ds.X, ds.y)
-    theta = problem.initial_theta()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    k = args.k
-    print(
-        f"eoslab demo: MLP 64→3×64 tanh→10, MSE on {problem.N} digits, P = {problem.size:,}, "
-        f"float64, top-{k} Hessian eigenpairs (Lanczos, tol 1e-4 on residuals)"
-    )
-    results, spectra, v0 = {}, {}, None
-    lr = args.lr
-    for label, steps in (("init", 0), (f"after {args.steps} GD steps", args.steps)):
-        t_train = time.perf_counter()
-        for _ in range(steps):
-            theta = theta - lr * problem.gradient(theta)
-        t_train = time.perf_counter() - t_train
-        t0 = time.perf_counter()
-        H = HessianOperator(problem, theta)
-        res = eigsh(H, k, which="LA", v0=v0, seed=args.seed)
-        seconds = time.perf_counter() - t0
-        v0 = res.warm_start
-        lam = res.eigenvalues.cpu().numpy()
-        print(f"\n[{label}]  loss {problem.loss(theta).item():.4f}  (η = {lr}, 2/η = {2 / lr:.1f})")
-        print(f"{'i':>3} {'λ_i':>12} {'ρ_i=ηλ/2':>10} {'residual':>10} conv")
-        for i in range(k):
-            print(
-                f"{i + 1:>3} {lam[i]:>12.5f} {lr * lam[i] / 2:>10.4f} "
-                f"{res.residuals[i].item():>10.2e} {'yes' if res.converged[i] else 'NO'}"
-            )
-        print(
-            f"time {seconds:.2f} s for {res.n_matvecs} Hessian-vector products"
-            + (f" (training {t_train:.1f} s)" if steps else "")
+    cfg, df = load_run(out)
+    if "lambda_1" not in df.columns:
+        return []
+    return plot_sharpness(df, out / "sharpness", title=f"{cfg.name}: {_describe(cfg)}")
+
+
+def _describe(cfg) -> str:
+    opt = cfg.optimizer
+    extra = f", β={opt.momentum}" if opt.name in ("heavy_ball", "nesterov") else ""
+    return f"{cfg.model.name} on {cfg.data.name}, {cfg.loss}, {opt.name} η={opt.lr:g}{extra}"
+
+
+def _summary(path: Path) -> str:
+    """A few lines describing a run directory (status, loss, sharpness, files)."""
+    import math
+
+    from eoslab.run import load_run
+    from eoslab.store import RunStore
+
+    cfg, df = load_run(path)
+    st = df.attrs["status"]
+    store = RunStore.open(path)
+    lines = [
+        f"run {path}: {cfg.name} — {_describe(cfg)}",
+        f"  status   {st['status']}" + (f" ({st['reason']})" if st.get("reason") else ""),
+    ]
+    if len(df) and "loss" in df.columns:
+        last = df[df["loss"].notna()].iloc[-1]
+        lines.append(
+            f"  steps    {int(st['step'])}, flow time {float(last['time']):.4g}, "
+            f"last loss {float(last['loss']):.5g}"
         )
-        spectra[label] = lam
-        results[label] = dict(
-            eigenvalues=lam.tolist(),
-            residuals=res.residuals.cpu().tolist(),
-            converged=res.converged.cpu().tolist(),
-            n_matvecs=res.n_matvecs,
-            seconds=seconds,
-            loss=problem.loss(theta).item(),
+    if "lambda_1" in df.columns:
+        pr = df[df["lambda_1"].notna()]
+        thr_col = "probe_threshold" if "probe_threshold" in df.columns else "threshold"
+        lam = pr["lambda_1"].astype(float)
+        i_max = int(lam.values.argmax())
+        thr = float(pr[thr_col].iloc[-1]) if thr_col in pr else math.nan
+        lines.append(
+            f"  λ_1      last {lam.iloc[-1]:.5g}, max {lam.iloc[i_max]:.5g} at step "
+            f"{int(pr['step'].iloc[i_max])}; threshold {thr:.5g} "
+            f"(λ_1/threshold last {lam.iloc[-1] / thr:.3f})"
         )
-    (out / "spectrum.json").write_text(json.dumps(dict(lr=lr, k=k, results=results), indent=1))
-    files = plot_spectrum(spectra, out / "spectrum", threshold=2 / lr)
-    print(f"\nwrote {out / 'spectrum.json'} and {', '.join(str(f) for f in files)}")
+        if "accuracy" in pr.columns:
+            acc = f"  accuracy train {float(pr['accuracy'].iloc[-1]):.4f}"
+            if "test_accuracy" in pr.columns:
+                acc += f", test {float(pr['test_accuracy'].iloc[-1]):.4f}"
+            lines.append(acc)
+        lines.append(f"  probes   {len(pr)} (k = {cfg.probe.k})")
+    lines.append(f"  files    {len(store.snapshot_steps())} snapshots; status.json, metrics .jsonl")
+    return "\n".join(lines)
+
+
+def _show(args: argparse.Namespace) -> int:
+    """``eoslab show RUN``: print a run's summary."""
+    from eoslab.run import ConfigError
+    from eoslab.store import StoreError
+
+    try:
+        print(_summary(Path(args.run)))
+        if args.figure:
+            files = _figure(Path(args.run))
+            print(f"figure: {', '.join(str(f) for f in files)}" if files else "no probes")
+    except (ConfigError, StoreError) as err:
+        raise SystemExit(f"eoslab show: {err}") from None
     return 0
 
 
@@ -138,13 +171,34 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``eoslab`` command."""
     ap = argparse.ArgumentParser(prog="eoslab", description="Edge-of-stability curvature lab.")
     sub = ap.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="top Hessian eigenvalues on the embedded digits data")
-    demo.add_argument("--out", default="runs/demo", help="output directory")
-    demo.add_argument("--k", type=int, default=20, help="number of eigenpairs")
-    demo.add_argument("--steps", type=int, default=300, help="GD steps before the second solve")
-    demo.add_argument("--lr", type=float, default=0.05, help="GD learning rate η")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(func=_demo)
+    r = sub.add_parser("run", help="a training run with edge-of-stability telemetry")
+    r.add_argument("config", nargs="?", help="YAML config file or a packaged name (demo)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override")
+    r.add_argument("--out", help="run directory (default runs/NAME)")
+    r.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=_run)
+    show_run = sub.add_parser("show", help="summary of a run directory")
+    show_run.add_argument("run", help="run directory")
+    show_run.add_argument("--figure", action="store_true", help="also (re)write sharpness.png")
+    show_run.set_defaults(func=_show)
+    demo = sub.add_parser("demo", help="the main job: eoslab run demo --out runs/demo")
+    demo.add_argument("--out", default="runs/demo", help="run directory (replaced)")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(
+        func=lambda a: _run(
+            argparse.Namespace(
+                config="demo",
+                set=a.set,
+                out=a.out,
+                resume=False,
+                overwrite=True,
+                no_progress=a.no_progress,
+            )
+        )
+    )
 
     data = sub.add_parser("data", help="data-set tools").add_subparsers(dest="data_cmd")
     show = data.add_parser("show", help="PNG grid of examples per class")

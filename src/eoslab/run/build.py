@@ -1,0 +1,165 @@
+"""Objects from a :class:`~eoslab.run.config.RunConfig`: data, model, problem, probes.
+
+The only place where config fields turn into library objects, so a config always builds
+the same run (``DESIGN.md`` rules 5–6: device, dtype and every seed come from the config).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+
+from eoslab.data import DATASETS, Dataset, load_dataset
+from eoslab.data.base import train_test_split
+from eoslab.dynamics import Integrator, build_integrator
+from eoslab.models import MODELS, build_model
+from eoslab.models.init import init_model
+from eoslab.problem import Problem
+from eoslab.run.config import ConfigError, RunConfig
+
+__all__ = [
+    "Built",
+    "build",
+    "integrator_from_config",
+    "build_data",
+    "build_model_from_config",
+    "resolve_device",
+]
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class Built:
+    """Everything a run needs, built from its config."""
+
+    config: RunConfig
+    train: Dataset
+    test: Dataset | None
+    model: torch.nn.Module
+    problem: Problem
+    test_problem: Problem | None
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes of the training data."""
+        return self.train.n_classes
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device named by the config, checked to exist.
+
+    Raises:
+        ConfigError: for an unknown device string or CUDA asked for without a GPU.
+    """
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"device: {err}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {name!r} requested but CUDA is not available here")
+    return dev
+
+
+def build_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None]:
+    """Load, split, subset and preprocess the data (test set standardised with train stats).
+
+    Raises:
+        ConfigError: naming ``data.*`` when the loader or a preprocessing step rejects it.
+    """
+    d = cfg.data
+    dtype = DTYPES[cfg.dtype]
+    kwargs = dict(d.options)
+    if "dtype" in inspect.signature(DATASETS[d.name]).parameters:
+        kwargs["dtype"] = dtype
+    try:
+        ds = load_dataset(d.name, **kwargs)
+        if d.classes is not None:
+            ds = ds.select_classes(d.classes)
+        test = None
+        if d.test_fraction > 0:
+            ds, test = train_test_split(ds, d.test_fraction, seed=d.split_seed)
+        if d.n_train is not None:
+            ds = ds.subset(d.n_train, seed=d.subset_seed)
+        if d.flatten:
+            ds = ds.flatten()
+            test = test.flatten() if test is not None else None
+        if d.standardize:
+            mean, std = ds.feature_stats()
+            ds = ds.standardize(mean, std)
+            test = test.standardize(mean, std) if test is not None else None
+    except (ValueError, TypeError, KeyError) as err:
+        raise ConfigError(f"data ({d.name}): {err}") from None
+    device = resolve_device(cfg.device)
+    ds = ds.to(device=device, dtype=dtype)
+    test = test.to(device=device, dtype=dtype) if test is not None else None
+    return ds, test
+
+
+def build_model_from_config(cfg: RunConfig, train: Dataset) -> torch.nn.Module:
+    """The architecture of ``cfg.model`` sized for ``train``, initialised from ``init_seed``.
+
+    Raises:
+        ConfigError: naming ``model.*`` when the constructor or initialiser rejects it.
+    """
+    m = cfg.model
+    params = inspect.signature(MODELS[m.name]).parameters
+    shape = train.X.shape[1:]
+    kwargs = dict(m.options)
+    if "in_dim" in params:
+        kwargs["in_dim"] = int(torch.tensor(shape).prod()) if len(shape) else 1
+    if "in_channels" in params:
+        if len(shape) != 3:
+            raise ConfigError(
+                f"model.name: {m.name!r} needs image inputs [C, H, W], got samples of shape "
+                f"{tuple(shape)} (set data.flatten: false)"
+            )
+        kwargs["in_channels"] = int(shape[0])
+        if "input_size" in params and "input_size" not in kwargs:
+            kwargs["input_size"] = (int(shape[1]), int(shape[2]))
+    if "n_out" in params:
+        kwargs["n_out"] = train.n_classes
+    kwargs["dtype"] = DTYPES[cfg.dtype]
+    kwargs["device"] = resolve_device(cfg.device)
+    try:
+        model = build_model(m.name, **kwargs)
+        init_model(model, m.init, seed=m.init_seed)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"model ({m.name}): {err}") from None
+    return model
+
+
+def build(cfg: RunConfig) -> Built:
+    """Build data, model and problems for ``cfg``."""
+    train, test = build_data(cfg)
+    model = build_model_from_config(cfg, train)
+    problem = Problem(model, cfg.loss, train.X, train.y, chunk_size=cfg.chunk_size)
+    test_problem = problem.with_data(test.X, test.y) if test is not None and len(test) > 0 else None
+    return Built(cfg, train, test, model, problem, test_problem)
+
+
+def integrator_from_config(cfg: RunConfig) -> Integrator:
+    """The integrator of ``cfg.optimizer`` (``METHODS.md`` §2, §3, §7).
+
+    Only the fields that the chosen integrator reads are passed on: β for the momentum
+    methods, c for an adaptive step, k and tau_max for exponential Euler.
+
+    Raises:
+        ConfigError: naming ``optimizer`` when the integrator rejects the values.
+    """
+    o = cfg.optimizer
+    kwargs = dict(lr=o.lr, tol=o.eig_tol)
+    if o.name in ("heavy_ball", "nesterov"):
+        kwargs["momentum"] = o.momentum
+    if o.adaptive:
+        kwargs.update(adaptive=True, c=o.c)
+    if o.name == "exp_euler":
+        kwargs.update(k=o.k, tau_max=o.tau_max)
+    elif o.k is not None or o.tau_max is not None:
+        raise ConfigError(f"optimizer.k/tau_max: only exp_euler takes them, not {o.name!r}")
+    try:
+        return build_integrator(o.name, **kwargs)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"optimizer ({o.name}): {err}") from None
