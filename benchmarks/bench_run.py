@@ -1,0 +1,198 @@
+"""Cost of the run loop's curvature work in gradient equivalents (issue "Training runs").
+
+Two figures, each measured side by side with the gradient of the same problem in one process:
+
+1. A full Lowell-2022 probe, warm: top-k Hessian eigenpairs (k = 20) warm-started from the
+   previous probe, the top/bulk gradient projections and the three real loss changes ΔL_top,
+   ΔL_bulk, ΔL_full (``METHODS.md`` §3). The trajectory is GD at η = 1.9/λ_1(θ_0) (so
+   it sharpens to the edge of stability); probes are 1/η steps apart, as in the paper.
+2. An exponential-Euler step (k = 10, ``METHODS.md`` §7) averaged over a run of steps,
+   each warm-started from the previous step's eigenvectors.
+
+"Gradient equivalents" = seconds ÷ (seconds of one ``loss_and_gradient`` at the same θ, best
+of 5). Results go to ``benchmarks/results/run-costs-*.{json,md}``.
+
+Problems: ``digits-mlp`` (the demo network: 64→2×200 tanh→10, MSE, 1,000 digits, float64)
+and ``mlp-eos`` (3072→5×512 ELU→10, CE, 256 Gaussian inputs, float64; heavy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eoslab.dynamics import ExponentialEuler
+from eoslab.eigen import eigsh
+from eoslab.linalg import HessianOperator
+from eoslab.probes import ProbeSuite
+from eoslab.run import parse_config
+from eoslab.run.build import build
+
+HERE = Path(__file__).resolve().parent
+METHOD = "lanczos"  # eigensolver of the probes (lobpcg measured slower warm: 124 vs 110 products)
+sys.path.insert(0, str(HERE))
+
+
+def build_problem(name: str):
+    if name == "digits-mlp":
+        cfg = parse_config(
+            {
+                "data": {"n_train": 1000},
+                "model": {
+                    "width": 200,
+                    "depth": 3,
+                    "activation": "tanh",
+                    "init": "pytorch_default",
+                },
+            }
+        )
+        return build(cfg).problem, 10
+    if name == "mlp-eos":
+        from bench_curvature import build_problem as curvature_problem
+
+        return curvature_problem("mlp-eos", torch.float64), 10
+    raise ValueError(f"unknown problem {name!r}")
+
+
+def grad_seconds(problem, theta, reps: int = 5) -> float:
+    problem.loss_and_gradient(theta)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        problem.loss_and_gradient(theta)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps):
+    theta0 = problem.initial_theta()
+    lam1 = eigsh(HessianOperator(problem, theta0), 1).eigenvalues[0].item()
+    lr = 1.9 / lam1
+    every = max(1, round(1 / lr))
+    theta = theta0
+    for _ in range(warmup_steps):
+        theta = theta - lr * problem.gradient(theta)
+    suite = ProbeSuite(k=k, n_classes=n_classes, method=METHOD)
+    rows, v0 = [], None
+    for i in range(n_probes + 1):
+        tg = grad_seconds(problem, theta)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = suite(problem, theta, lr=lr, threshold=2 / lr, theta0=theta0, v0=v0)
+        sec = time.perf_counter() - t0
+        v0 = res.eig.warm_start
+        rows.append(
+            dict(
+                warm=i > 0,
+                seconds=sec,
+                grad_s=tg,
+                grad_equiv=sec / tg,
+                n_matvecs=res.n_matvecs,
+                converged=bool(res.metrics["eig_converged"]),
+                lambda_1=res.metrics["lambda_1"],
+            )
+        )
+        for _ in range(every):
+            theta = theta - lr * problem.gradient(theta)
+    warm = [r for r in rows if r["warm"]]
+    return dict(
+        lr=lr,
+        probe_every=every,
+        k=k,
+        cold=rows[0],
+        warm_mean_grad_equiv=float(np.mean([r["grad_equiv"] for r in warm])),
+        warm_mean_matvecs=float(np.mean([r["n_matvecs"] for r in warm])),
+        warm=warm,
+    )
+
+
+def bench_exp_euler(problem, *, k, steps, lr):
+    integ = ExponentialEuler(lr, k=k)
+    theta = problem.initial_theta()
+    state = integ.init_state(problem, theta)
+    tg = grad_seconds(problem, theta)
+    secs, mvs = [], []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = integ.step(problem, theta, state)
+        secs.append(time.perf_counter() - t0)
+        mvs.append(r.n_matvecs)
+        theta, state = r.theta, r.state
+    return dict(
+        k=k,
+        lr=lr,
+        steps=steps,
+        grad_s=tg,
+        first_step_grad_equiv=secs[0] / tg,
+        mean_grad_equiv=float(np.mean(secs) / tg),
+        mean_grad_equiv_after_first=float(np.mean(secs[1:]) / tg),
+        mean_matvecs=float(np.mean(mvs)),
+        final_loss=float(problem.loss(theta)),
+    )
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--problems", default="digits-mlp,mlp-eos")
+    ap.add_argument("--probes", type=int, default=5, help="warm probes measured")
+    ap.add_argument("--warmup-steps", type=int, default=200)
+    ap.add_argument("--ee-steps", type=int, default=30, help="exponential-Euler steps")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    args = ap.parse_args(argv)
+    meta = dict(
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        machine=platform.machine(),
+        date=time.strftime("%Y-%m-%d %H:%M"),
+        argv=" ".join(sys.argv[1:] if argv is None else argv),
+    )
+    results = {}
+    for name in args.problems.split(","):
+        problem, n_c = build_problem(name)
+        probe = bench_probe(
+            problem, n_c, k=20, n_probes=args.probes, warmup_steps=args.warmup_steps
+        )
+        ee = bench_exp_euler(problem, k=10, steps=args.ee_steps, lr=1.0)
+        results[name] = dict(P=problem.size, N=problem.N, probe=probe, exp_euler=ee)
+        print(json.dumps({name: {k: v for k, v in results[name].items()}}, default=float))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M")
+    (out / f"run-costs-{stamp}.json").write_text(
+        json.dumps(dict(meta=meta, results=results), indent=1)
+    )
+    lines = [
+        "# Run-loop costs in gradient equivalents",
+        "",
+        f"torch {meta['torch']}, {meta['threads']} threads, {meta['date']}. "
+        f"Command: `python benchmarks/bench_run.py {meta['argv']}`.",
+        "",
+        "| problem | P | N | full probe (top-20 + projections + 3 ΔL), warm: grad. equiv. | products | cold | exp. Euler step (k=10), mean over run: grad. equiv. | products | target |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        p, e = r["probe"], r["exp_euler"]
+        lines.append(
+            f"| {name} | {r['P']:,} | {r['N']} | {p['warm_mean_grad_equiv']:.1f} | "
+            f"{p['warm_mean_matvecs']:.0f} | {p['cold']['grad_equiv']:.1f} | "
+            f"{e['mean_grad_equiv']:.1f} | {e['mean_matvecs']:.1f} | ≤ 30 / ≤ 15 |"
+        )
+    md = "\n".join(lines) + "\n"
+    (out / f"run-costs-{stamp}.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
