@@ -11,16 +11,34 @@
 - :func:`basic_metrics`: loss, accuracy, ‖g‖, ‖θ‖, ‖θ − θ_0‖, test loss and accuracy.
 - :func:`cusp_scan`: ΔL(s) = L(θ* + s h_1) − L(θ*) on a grid.
 - :func:`table1`: Lowell 2022 Table 1 statistics of one run's probes.
+- :class:`GaussNewtonProbe`: λ_1 of H, G, H − G, per-layer sharpness, ζ (``METHODS.md`` §4).
+- :func:`layerwise_stats`: the layerwise decomposition of MLPs (``METHODS.md`` §5);
+  :func:`per_sample_m_norm_sq`, :func:`per_layer_c` for any architecture.
 """
 
 from eoslab.probes.basic import basic_metrics
 from eoslab.probes.cusp import cusp_grid, cusp_scan
+from eoslab.probes.gauss_newton import GaussNewtonProbe, GaussNewtonResult
+from eoslab.probes.layerwise import (
+    LayerwiseStats,
+    counterfactual_sharpness,
+    layerwise_stats,
+    per_layer_c,
+    per_sample_m_norm_sq,
+)
 from eoslab.probes.projections import loss_changes, project, projection_metrics, table1
 from eoslab.probes.spectrum import eig_quality_metrics, rho, spectrum_metrics
 from eoslab.probes.suite import DEFAULT_TOL, ProbeResult, ProbeSuite
 
 __all__ = [
     "DEFAULT_TOL",
+    "GaussNewtonProbe",
+    "GaussNewtonResult",
+    "LayerwiseStats",
+    "counterfactual_sharpness",
+    "layerwise_stats",
+    "per_layer_c",
+    "per_sample_m_norm_sq",
     "ProbeResult",
     "ProbeSuite",
     "basic_metrics",
