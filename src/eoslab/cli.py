@@ -91,6 +91,63 @@ def _summary(path: Path) -> str:
     return "\n".join(lines)
 
 
+def _analyze(args: argparse.Namespace) -> int:
+    """``eoslab analyze RUN``: Gauss–Newton / layerwise analysis of the stored snapshots."""
+    from eoslab.plots import plot_alignment
+    from eoslab.run import ConfigError
+    from eoslab.run.analyze import analyze
+    from eoslab.store import RunStore, StoreError
+
+    what = tuple(w.strip() for w in args.what.split(",") if w.strip())
+    try:
+        summary = analyze(
+            args.run,
+            every=args.every,
+            what=what,
+            s_max=args.s_max,
+            chunk_size=args.chunk_size,
+            progress=not args.no_progress,
+        )
+    except (ConfigError, StoreError, ValueError) as err:
+        raise SystemExit(f"eoslab analyze: {err}") from None
+    store = RunStore.open(args.run)
+    files = plot_alignment(store.rows("analysis"), Path(args.run) / "alignment", summary=summary)
+    print(f"analysed {summary['n_analysed']} snapshots of {args.run}")
+    for key in ("peak_lambda_1", "peak_lambda_G", "peak_zeta", "peak_alignment"):
+        if key in summary:
+            print(f"  {key:<16} {summary[key]:.6g} at step {summary[key + '_step']}")
+    if "cusp" in summary:
+        c = summary["cusp"]
+        print(f"  cusp scan at step {c['step']} (λ_1 = {c['lambda_1']:.6g}): results/cusp.json")
+    print(f"figure: {', '.join(str(f) for f in files)}")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    """``eoslab fit RUN RUN …``: peak λ_1 and peak alignment against N across runs."""
+    import json as _json
+
+    from eoslab.run.analyze import fit_runs
+    from eoslab.store import StoreError
+
+    try:
+        fits = fit_runs(args.runs)
+    except (StoreError, ValueError) as err:
+        raise SystemExit(f"eoslab fit: {err}") from None
+    for r in fits["runs"]:
+        print(f"  N={r['N']}: peak λ_1 {r['peak_lambda_1']}, peak alignment {r['peak_alignment']}")
+    if "peak_lambda_1_vs_N" in fits:
+        f = fits["peak_lambda_1_vs_N"]
+        print(f"peak λ_1 = {f['slope']:.4g}·N + {f['intercept']:.4g}  (R² = {f['r2']:.4f})")
+    if "peak_alignment_vs_N" in fits:
+        f = fits["peak_alignment_vs_N"]
+        print(f"peak alignment = {f['a']:.4g}·N^{f['b']:.4f}  (R² = {f['r2']:.4f})")
+    if args.out:
+        Path(args.out).write_text(_json.dumps(fits, indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     """``eoslab show RUN``: print a run's summary."""
     from eoslab.run import ConfigError
@@ -183,6 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
     show_run.add_argument("run", help="run directory")
     show_run.add_argument("--figure", action="store_true", help="also (re)write sharpness.png")
     show_run.set_defaults(func=_show)
+    an = sub.add_parser("analyze", help="Gauss–Newton/layerwise analysis of a run's snapshots")
+    an.add_argument("run", help="run directory")
+    an.add_argument("--every", type=int, help="analyse snapshots at steps divisible by N")
+    an.add_argument("--what", default="gauss_newton,layerwise,cusp", help="comma-separated")
+    an.add_argument("--s-max", type=float, default=0.003, help="cusp-scan half-width")
+    an.add_argument("--chunk-size", type=int, help="samples per chunk (memory bound)")
+    an.add_argument("--no-progress", action="store_true")
+    an.set_defaults(func=_analyze)
+    fit = sub.add_parser("fit", help="peak λ_1 and alignment against N across analysed runs")
+    fit.add_argument("runs", nargs="+", help="run directories")
+    fit.add_argument("--out", help="write the fits as JSON")
+    fit.set_defaults(func=_fit)
     demo = sub.add_parser("demo", help="the main job: eoslab run demo --out runs/demo")
     demo.add_argument("--out", default="runs/demo", help="run directory (replaced)")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

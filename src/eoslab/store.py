@@ -8,6 +8,8 @@ One directory per run::
       status.json          {"status": running|completed|diverged|failed, "reason", "step", ...}
       steps.jsonl          one JSON object per optimisation step (appended)
       probes.jsonl         one JSON object per probe (appended)
+      analysis.jsonl       one JSON object per analysed snapshot (``eoslab analyze``)
+      results/NAME.json    other results (cusp scan, analysis summary), replaced atomically
       snapshots/step_XXXXXXXX.safetensors   θ at chosen steps (safetensors: no pickle)
       checkpoint.safetensors                the state needed to resume
 
@@ -36,8 +38,10 @@ from safetensors.torch import safe_open as _safe_open
 
 __all__ = ["METRIC_STREAMS", "RunStore", "StoreError"]
 
-#: The appended metric files: per-step rows and per-probe rows.
-METRIC_STREAMS = ("steps", "probes")
+#: The appended metric files: per-step rows, per-probe rows, post-hoc analysis of snapshots.
+METRIC_STREAMS = ("steps", "probes", "analysis")
+#: The streams the training loop writes (and truncates to its checkpoint on resume).
+TRAINING_STREAMS = ("steps", "probes")
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 
 
@@ -255,9 +259,12 @@ class RunStore:
         return _read_jsonl(self.path / f"{stream}.jsonl")
 
     def truncate_metrics(self, step: int) -> None:
-        """Keep only rows with ``row["step"] < step`` in every stream (atomic rewrite)."""
+        """Keep only rows with ``row["step"] < step`` in the training streams (atomic rewrite).
+
+        Analysis rows stay: they describe snapshots, which a resumed run rewrites identically.
+        """
         self.close()
-        for stream in METRIC_STREAMS:
+        for stream in TRAINING_STREAMS:
             path = self.path / f"{stream}.jsonl"
             if not path.exists():
                 continue
@@ -265,30 +272,59 @@ class RunStore:
             atomic_write_bytes(path, "".join(_dumps(r) + "\n" for r in kept).encode())
 
     def dataframe(self):
-        """One tidy pandas DataFrame: a row per step, probe columns joined on ``step``.
+        """One tidy pandas DataFrame: a row per step, probe and analysis columns joined on it.
 
         Step rows carry the per-step telemetry (``loss``, ``lr``, ``time``, ``grad_norm``…);
-        probe rows add their columns (``lambda_1``…, ``rho_i``, ``dL_top``…) at the steps
-        where a probe ran and NaN elsewhere. A probe at the final θ (after the last step)
-        gets a row of its own. Columns in both streams keep the step row's value, with the
-        probe's copy under ``probe_<name>`` where they differ.
+        probe rows add their columns (``lambda_1``…, ``rho_i``, ``dL_top``…) and analysis rows
+        theirs (``lambda_G``, ``zeta``, ``C_1``…) at the steps where they ran, NaN elsewhere. A
+        probe at the final θ (after the last step) gets a row of its own. A column present in
+        more than one stream keeps the step row's value, filled from the other stream where
+        the step row has none; the other stream's copy is kept as ``probe_<name>`` /
+        ``analysis_<name>`` only where the values differ.
         """
         import pandas as pd
 
-        steps = pd.DataFrame(self.rows("steps"))
-        probes = pd.DataFrame(self.rows("probes"))
-        if probes.empty:
-            return steps
-        if steps.empty:
-            return probes
-        shared = [c for c in probes.columns if c in steps.columns and c != "step"]
-        probes = probes.rename(columns={c: f"probe_{c}" for c in shared})
-        df = steps.merge(probes, on="step", how="outer", sort=True)
-        for c in shared:  # a probe after the last step: take its values for the shared columns
-            df[c] = df[c].where(df[c].notna(), df[f"probe_{c}"])
-            if bool((df[c] == df[f"probe_{c}"]).where(df[f"probe_{c}"].notna(), True).all()):
-                df = df.drop(columns=f"probe_{c}")
+        df = pd.DataFrame(self.rows("steps"))
+        for stream in ("probes", "analysis"):
+            other = pd.DataFrame(self.rows(stream))
+            if other.empty:
+                continue
+            if df.empty:
+                df = other
+                continue
+            shared = [c for c in other.columns if c in df.columns and c != "step"]
+            prefix = "probe_" if stream == "probes" else "analysis_"
+            other = other.rename(columns={c: prefix + c for c in shared})
+            df = df.merge(other, on="step", how="outer", sort=True)
+            for c in shared:
+                copy = df[prefix + c]
+                df[c] = df[c].where(df[c].notna(), copy)
+                if bool((df[c] == copy).where(copy.notna(), True).all()):
+                    df = df.drop(columns=prefix + c)
         return df.reset_index(drop=True)
+
+    def write_result(self, name: str, data: dict[str, Any]) -> Path:
+        """Write ``results/NAME.json`` atomically (NaN allowed; tensors as lists)."""
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"result names are letters, digits, '-' and '_', got {name!r}")
+        path = self.path / "results" / f"{name}.json"
+        path.parent.mkdir(exist_ok=True)
+
+        def default(x):
+            if isinstance(x, torch.Tensor):
+                return x.detach().cpu().tolist()
+            return _json_default(x)
+
+        atomic_write_bytes(path, json.dumps(data, indent=1, default=default).encode())
+        return path
+
+    def read_result(self, name: str) -> dict[str, Any]:
+        """The content of ``results/NAME.json``.
+
+        Raises:
+            StoreError: if it is missing or not a JSON object.
+        """
+        return self.read_json(f"results/{name}.json")
 
     # ---------------------------------------------------------------- tensors
     def snapshot_path(self, step: int) -> Path:

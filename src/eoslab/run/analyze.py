@@ -1,0 +1,265 @@
+"""Post-hoc analysis of a run's snapshots (Lowell 2024's way: train first, analyse afterwards).
+
+``eoslab analyze RUN`` loads every stored snapshot θ_t (or every ``every``-th step), evaluates
+
+- the Gauss–Newton decomposition (``METHODS.md`` §4): λ_1 of H, G and H − G, E‖M_x‖², the
+  overlap ratio ζ = λ_1(G)/E‖M_x‖², and the sharpness of each layer's Hessian block;
+- for MLPs, the layerwise decomposition (``METHODS.md`` §5): C_ℓ, E‖K_ℓ‖², α_k, γ_ℓ and the
+  five components (I)–(V) of every layer;
+
+and appends one row per snapshot to the run's ``analysis`` stream. It is resumable: snapshots
+already analysed are skipped. The summary (``results/analysis_summary.json``) ignores the
+first ``transient`` steps (10, METHODS §5 choice) and adds the counterfactual sharpness with
+the alignment factor frozen at its first post-transient value, λ̃_1(G) = ζ Σ_ℓ C_ℓ V_ℓ(t_0)/V_ℓ(t),
+and its stable step 2/λ̃_1. The cusp scan (``METHODS.md`` §3) at the snapshot of peak λ_1 goes
+to ``results/cusp.json``. :func:`fit_runs` fits peak λ_1 (linear) and peak alignment (power
+law, Eq. 9) against the data-set size N across runs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+from eoslab.eigen import eigsh
+from eoslab.fits import linear_fit, power_law_fit
+from eoslab.linalg import HessianOperator
+from eoslab.probes import cusp_scan
+from eoslab.probes.gauss_newton import GaussNewtonProbe
+from eoslab.probes.layerwise import layerwise_stats, per_sample_m_norm_sq
+from eoslab.run.build import build
+from eoslab.run.config import parse_config
+from eoslab.store import RunStore, StoreError
+
+__all__ = ["ANALYSES", "analyze", "fit_runs", "summarize"]
+
+#: What ``--what`` may name.
+ANALYSES = ("gauss_newton", "layerwise", "cusp")
+TRANSIENT = 10
+
+
+def _is_mlp(model) -> bool:
+    return hasattr(model, "linear_layers") and hasattr(model, "activation_fn")
+
+
+def analyze(
+    path: str | Path,
+    *,
+    every: int | None = None,
+    what: tuple[str, ...] = ANALYSES,
+    s_max: float = 0.003,
+    n_grid: int = 61,
+    chunk_size: int | None = None,
+    transient: int = TRANSIENT,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Analyse the snapshots of the run in ``path``; return the summary.
+
+    Args:
+        path: run directory.
+        every: analyse snapshots at steps divisible by ``every`` (default: all snapshots).
+        what: subset of :data:`ANALYSES`.
+        s_max: half-width of the cusp-scan grid s ∈ [−s_max, s_max] (paper: 0.003).
+        n_grid: number of grid points of the cusp scan.
+        chunk_size: samples per chunk of the per-sample computations (memory bound).
+        transient: steps ignored by the summary (10 in Lowell 2024).
+        progress: show a progress bar.
+
+    Raises:
+        StoreError: if the run has no snapshots to analyse.
+        ValueError: for an unknown analysis name.
+    """
+    bad = [w for w in what if w not in ANALYSES]
+    if bad:
+        raise ValueError(f"unknown analysis {bad}; choose from {list(ANALYSES)}")
+    store = RunStore.open(path)
+    cfg = parse_config(store.read_config())
+    built = build(cfg)
+    problem = built.problem
+    steps = store.snapshot_steps()
+    if every is not None:
+        steps = [s for s in steps if s % every == 0]
+    if not steps:
+        raise StoreError(
+            f"{store.path}: no snapshots to analyse (snapshot_every={cfg.snapshot_every})"
+        )
+    done = {int(r["step"]) for r in store.rows("analysis")}
+    todo = [s for s in steps if s not in done]
+    mlp = _is_mlp(problem.model)
+    gn = GaussNewtonProbe(seed=0)
+    warm = None
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(steps), initial=len(steps) - len(todo), desc="analyze", unit="snap")
+    try:
+        for step in todo:
+            theta, meta = store.load_snapshot(step, device=problem.device)
+            theta = theta.to(problem.dtype)
+            row: dict[str, Any] = dict(step=step, time=meta.get("time", math.nan))
+            em2 = None
+            if "layerwise" in what and mlp:
+                stats = layerwise_stats(problem, theta, chunk_size=chunk_size)
+                row.update(stats.metrics())
+                em2 = float(stats.metrics()["EM2"])
+            if "gauss_newton" in what:
+                if em2 is None:
+                    em2 = float(per_sample_m_norm_sq(problem, theta, chunk_size=chunk_size).mean())
+                with warnings.catch_warnings():
+                    warnings.simplefilter("always")
+                    res = gn(problem, theta, warm=warm, m_norm_sq_mean=em2)
+                warm = res.warm
+                row.update(res.metrics)
+            store.append("analysis", row)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        store.close()
+    summary = summarize(store, transient=transient, n_train=problem.N)
+    if "cusp" in what:
+        summary["cusp"] = _cusp(store, problem, s_max=s_max, n_grid=n_grid, transient=transient)
+    store.write_result("analysis_summary", summary)
+    return summary
+
+
+def _alignment_columns(row: dict[str, Any]) -> dict[int, str]:
+    """{ℓ: column} of the alignment component (V) of each layer ℓ < L in a row."""
+    out = {}
+    for key in row:
+        m = re.fullmatch(r"comp(\d+)_V", key)
+        if m:
+            out[int(m.group(1))] = key
+    return out
+
+
+def summarize(
+    store: RunStore, *, transient: int = TRANSIENT, n_train: int | None = None
+) -> dict[str, Any]:
+    """Summary of the analysis rows after the transient: peaks and the counterfactual.
+
+    Counterfactual (``METHODS.md`` §5): with V_ℓ(t) the alignment component of layer ℓ and
+    t_0 the first analysed step ≥ ``transient``, λ̃_1(G)(t) = ζ(t) Σ_ℓ C_ℓ(t) V_ℓ(t_0)/V_ℓ(t),
+    where the output layer (no alignment factor) enters with ratio 1; the counterfactual
+    stable step is 2/λ̃_1.
+    """
+    rows = sorted(store.rows("analysis"), key=lambda r: r["step"])
+    kept = [r for r in rows if r["step"] >= transient]
+    probes = [r for r in store.rows("probes") if r["step"] >= transient]
+    cfg = store.read_config()
+    out: dict[str, Any] = dict(
+        transient=transient,
+        n_analysed=len(rows),
+        n_train=n_train,
+        steps=[r["step"] for r in kept],
+    )
+    lam_src = [(r["lambda_1"], r["step"]) for r in probes if _finite(r.get("lambda_1"))]
+    if not lam_src:
+        lam_src = [(r["lambda_H"], r["step"]) for r in kept if _finite(r.get("lambda_H"))]
+    if lam_src:
+        peak, at = max(lam_src)
+        out.update(peak_lambda_1=peak, peak_lambda_1_step=at)
+    if not kept:
+        return out
+    for key in ("lambda_H", "lambda_G", "zeta", "EM2"):
+        vals = [(r[key], r["step"]) for r in kept if _finite(r.get(key))]
+        if vals:
+            out[f"peak_{key}"], out[f"peak_{key}_step"] = max(vals)
+    cols = _alignment_columns(kept[0])
+    if cols:
+        first = min(cols)
+        V = [r[cols[first]] for r in kept]
+        out["alignment_layer"] = first
+        out["alignment"] = V
+        out["peak_alignment"] = max(V)
+        out["peak_alignment_step"] = kept[V.index(max(V))]["step"]
+        ref = kept[0]
+        lam_cf = []
+        for r in kept:
+            total = 0.0
+            ell = 1
+            while f"C_{ell}" in r:
+                ratio = ref[cols[ell]] / r[cols[ell]] if ell in cols else 1.0
+                total += r[f"C_{ell}"] * ratio
+                ell += 1
+            lam_cf.append(r.get("zeta", math.nan) * total)
+        out["counterfactual_lambda_G"] = lam_cf
+        out["counterfactual_stable_lr"] = [2.0 / v if v > 0 else math.nan for v in lam_cf]
+        out["lr"] = cfg.get("optimizer", {}).get("lr")
+    return out
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _cusp(store, problem, *, s_max: float, n_grid: int, transient: int) -> dict[str, Any]:
+    """Cusp scan at the snapshot closest to the step of peak λ_1 (``METHODS.md`` §3)."""
+    probes = [
+        r for r in store.rows("probes") if r["step"] >= transient and _finite(r.get("lambda_1"))
+    ]
+    snaps = store.snapshot_steps()
+    if not snaps:
+        raise StoreError(f"{store.path}: no snapshots for the cusp scan")
+    if probes:
+        peak = max(probes, key=lambda r: r["lambda_1"])
+        target = peak["step"]
+    else:
+        rows = [r for r in store.rows("analysis") if _finite(r.get("lambda_H"))]
+        target = max(rows, key=lambda r: r["lambda_H"])["step"] if rows else snaps[-1]
+    step = min(snaps, key=lambda s: (abs(s - target), s))
+    theta, _ = store.load_snapshot(step, device=problem.device)
+    theta = theta.to(problem.dtype)
+    res = eigsh(HessianOperator(problem, theta), 1, which="LA", tol=1e-8, seed=0)
+    h1 = res.eigenvectors[:, 0]
+    scan = cusp_scan(problem, theta, h1, s_max, n=n_grid)
+    result = dict(
+        step=step,
+        peak_probe_step=target,
+        lambda_1=float(res.eigenvalues[0]),
+        converged=bool(res.all_converged),
+        s=scan["s"],
+        dL=scan["dL"],
+    )
+    store.write_result("cusp", result)
+    return {k: v for k, v in result.items() if k not in ("s", "dL")}
+
+
+def fit_runs(paths: list[str | Path]) -> dict[str, Any]:
+    """Fits across runs of different data-set sizes N (Lowell 2022 Fig. 5; Lowell 2024 Table 2).
+
+    Reads each run's ``results/analysis_summary.json`` (run ``eoslab analyze`` first) and fits
+    peak λ_1 = slope·N + intercept (with R²) and peak alignment = a·N^b in log–log space
+    (``METHODS.md`` §5 Eq. 9, with a, b, R²).
+
+    Raises:
+        StoreError: naming a run without a summary.
+        ValueError: with fewer than two runs that have the quantity.
+    """
+    pts = []
+    for p in paths:
+        store = RunStore.open(p)
+        try:
+            s = store.read_result("analysis_summary")
+        except StoreError:
+            raise StoreError(f"{p}: no analysis summary; run `eoslab analyze {p}` first") from None
+        pts.append((s.get("n_train"), s.get("peak_lambda_1"), s.get("peak_alignment"), str(p)))
+    out: dict[str, Any] = dict(
+        runs=[dict(N=n, peak_lambda_1=a, peak_alignment=b, run=r) for n, a, b, r in pts]
+    )
+    lam = [(n, a) for n, a, _, _ in pts if n is not None and _finite(a)]
+    if len(lam) >= 2:
+        f = linear_fit([n for n, _ in lam], [a for _, a in lam])
+        out["peak_lambda_1_vs_N"] = dict(slope=f.slope, intercept=f.intercept, r2=f.r2, n=f.n)
+    al = [(n, b) for n, _, b, _ in pts if n is not None and _finite(b)]
+    if len(al) >= 2:
+        f = power_law_fit([n for n, _ in al], [b for _, b in al])
+        out["peak_alignment_vs_N"] = dict(a=f.a, b=f.b, r2=f.r2, n=f.n)
+    if len(out) == 1:
+        raise ValueError("need at least two analysed runs with a data-set size to fit")
+    return out

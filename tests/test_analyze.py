@@ -1,0 +1,126 @@
+"""Post-hoc analysis of stored snapshots: rows, resumability, summary, cusp, fits, CLI."""
+
+import json
+import math
+
+import pytest
+
+from eoslab.run import load_run, parse_config, run
+from eoslab.run.analyze import analyze, fit_runs
+from eoslab.store import RunStore, StoreError
+
+BASE = {
+    "name": "an",
+    "data": {"n_train": 90, "classes": [0, 1, 2]},
+    "model": {"width": 10, "depth": 3, "activation": "tanh", "init": "pytorch_default"},
+    "optimizer": {"name": "gd", "lr": 0.3},
+    "probe": {"every": 5, "k": 3},
+    "snapshot_every": 10,
+    "stop": {"max_steps": 40},
+}
+
+
+def make_run(tmp_path, name="r", **data):
+    raw = json.loads(json.dumps(BASE))
+    raw["data"].update(data)
+    run(parse_config(raw), tmp_path / name, progress=False)
+    return tmp_path / name
+
+
+def test_analyze_writes_rows_summary_and_cusp(tmp_path):
+    path = make_run(tmp_path)
+    summary = analyze(path, progress=False)
+    store = RunStore.open(path)
+    rows = store.rows("analysis")
+    assert [r["step"] for r in rows] == [0, 10, 20, 30, 40]
+    for r in rows:
+        assert 0 < r["zeta"] <= 1 + 1e-12  # METHODS §4
+        assert r["EM2"] <= r["sum_C"] * (1 + 1e-12)  # Eq. 8
+        assert r["lambda_G"] == pytest.approx(r["zeta"] * r["EM2"], rel=1e-12)
+    # the summary skips the transient (first 10 steps)
+    assert summary["steps"] == [10, 20, 30, 40] and summary["n_train"] == 90
+    # counterfactual at t0: (V) is its own reference, so λ̃_1(G) = ζ Σ_ℓ C_ℓ
+    r10 = rows[1]
+    total = sum(r10[f"C_{ell}"] for ell in range(1, 4))
+    assert summary["counterfactual_lambda_G"][0] == pytest.approx(r10["zeta"] * total, rel=1e-12)
+    assert summary["peak_lambda_1"] == max(
+        r["lambda_1"] for r in store.rows("probes") if r["step"] >= 10
+    )
+    cusp = store.read_result("cusp")
+    assert len(cusp["s"]) == 61 and cusp["dL"][30] == 0.0
+    assert cusp["step"] in store.snapshot_steps()
+    # the tidy frame carries the analysis columns at the snapshot steps
+    _, df = load_run(path)
+    assert df.loc[df["step"] == 20, "lambda_G"].notna().all()
+    assert df.loc[df["step"] == 5, "lambda_G"].isna().all()
+
+
+def test_analyze_is_resumable(tmp_path):
+    path = make_run(tmp_path)
+    analyze(path, what=("gauss_newton",), progress=False)
+    store = RunStore.open(path)
+    rows = store.rows("analysis")
+    # drop the last two rows, as if the analysis had been killed
+    (path / "analysis.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    analyze(path, what=("gauss_newton",), progress=False)
+    again = store.rows("analysis")
+    assert [r["step"] for r in again] == [0, 10, 20, 30, 40]
+    assert again[:3] == rows[:3]
+    for a, b in zip(rows[3:], again[3:]):  # recomputed, possibly from other warm starts
+        assert b["lambda_G"] == pytest.approx(a["lambda_G"], rel=1e-5)
+
+
+def test_analyze_every_and_errors(tmp_path):
+    path = make_run(tmp_path)
+    analyze(path, every=20, what=("gauss_newton",), progress=False)
+    assert [r["step"] for r in RunStore.open(path).rows("analysis")] == [0, 20, 40]
+    with pytest.raises(ValueError, match="unknown analysis"):
+        analyze(path, what=("everything",), progress=False)
+    raw = json.loads(json.dumps(BASE))
+    raw["snapshot_every"] = None
+    raw["stop"]["max_steps"] = 3
+    run(parse_config(raw), tmp_path / "nosnap", progress=False)
+    with pytest.raises(StoreError, match="no snapshots"):
+        analyze(tmp_path / "nosnap", progress=False)
+
+
+def test_fit_runs_across_data_sizes(tmp_path):
+    paths = [make_run(tmp_path, f"n{n}", n_train=n) for n in (60, 90, 120)]
+    for p in paths:
+        analyze(p, what=("gauss_newton", "layerwise"), progress=False)
+    fits = fit_runs(paths)
+    assert [r["N"] for r in fits["runs"]] == [60, 90, 120]
+    assert -1e-12 <= fits["peak_lambda_1_vs_N"]["r2"] <= 1 + 1e-12
+    f = fits["peak_alignment_vs_N"]
+    assert math.isfinite(f["a"]) and math.isfinite(f["b"])
+    with pytest.raises(ValueError, match="at least two"):
+        fit_runs(paths[:1])
+    with pytest.raises(StoreError, match="eoslab analyze"):
+        fit_runs([make_run(tmp_path, "fresh")])
+
+
+def test_cli_analyze_and_fit(tmp_path, capsys):
+    from eoslab.cli import main
+
+    path = make_run(tmp_path)
+    assert main(["analyze", str(path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "peak_alignment" in out and "cusp scan" in out
+    assert (path / "alignment.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="unknown analysis"):
+        main(["analyze", str(path), "--what", "nonsense"])
+    with pytest.raises(SystemExit, match="eoslab analyze"):
+        main(["fit", str(path), str(make_run(tmp_path, "other"))])
+
+
+def test_convolutional_runs_get_the_gauss_newton_part(tmp_path):
+    raw = json.loads(json.dumps(BASE))
+    raw["data"]["flatten"] = False
+    raw["model"] = {"name": "small_cnn", "widths": [2, 2], "init": "kaiming"}
+    raw["stop"]["max_steps"] = 10
+    run(parse_config(raw), tmp_path / "cnn", progress=False)
+    summary = analyze(tmp_path / "cnn", progress=False)
+    rows = RunStore.open(tmp_path / "cnn").rows("analysis")
+    assert [r["step"] for r in rows] == [0, 10]
+    assert all(0 < r["zeta"] <= 1 + 1e-12 for r in rows)
+    assert "C_1" not in rows[0] and "alignment" not in summary  # no layerwise part for CNNs
