@@ -275,6 +275,31 @@ def test_every_integrator_runs_in_the_loop_and_resumes(tmp_path, opt):
     same_rows(a.rows("probes"), b.rows("probes"))
 
 
+def test_decomposition_probes_during_training_resume_exactly(tmp_path, monkeypatch):
+    cfg = cfg_of(probe__gauss_newton=True, probe__layerwise=True, stop__max_steps=25)
+    run(cfg, tmp_path / "full", progress=False)
+    rows = RunStore.open(tmp_path / "full").rows("probes")
+    for r in rows:
+        assert 0 < r["zeta"] <= 1 + 1e-12 and r["EM2"] <= r["sum_C"] * (1 + 1e-12)
+        assert r["lambda_H"] == pytest.approx(r["lambda_1"], rel=1e-3)
+    append = RunStore.append
+
+    def crash(self, stream, row):
+        if stream == "steps" and row["step"] == 17:
+            raise RuntimeError("simulated crash")
+        append(self, stream, row)
+
+    monkeypatch.setattr(RunStore, "append", crash)
+    with pytest.raises(RuntimeError):
+        run(cfg, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(RunStore, "append", append)
+    run(None, tmp_path / "cut", resume=True, progress=False)
+    same_rows(rows, RunStore.open(tmp_path / "cut").rows("probes"))
+    cnn = cfg_of(probe__layerwise=True, data__flatten=False, model={"name": "small_cnn"})
+    with pytest.raises(ConfigError, match="probe.layerwise"):
+        run(cnn, tmp_path / "cnn", progress=False)
+
+
 def test_probe_k_must_cover_the_top_subspace(tmp_path):
     with pytest.raises(ConfigError, match="probe.k"):
         run(cfg_of(data__classes=None), tmp_path / "r", progress=False)

@@ -124,6 +124,9 @@ class ProbeConfig(_Section):
     least 1). ``dense_every``/``dense_until``: additionally every ``dense_every`` steps while
     step < ``dense_until``. ``k``: eigenpairs per probe; ``n_top``: size of the top subspace
     (None → n_classes − 1). ``enabled: false`` records only the per-step metrics.
+    ``gauss_newton: true`` adds λ_1 of G and H − G, per-layer sharpness and ζ
+    (``METHODS.md`` §4) to every probe, ``layerwise: true`` the layerwise decomposition of
+    an MLP (§5); both can instead run afterwards on snapshots with ``eoslab analyze``.
     """
 
     enabled: bool = True
@@ -137,6 +140,9 @@ class ProbeConfig(_Section):
     max_iter: int | None = Field(None, ge=1)
     projections: bool = True
     loss_changes: bool = True
+    gauss_newton: bool = False
+    gn_tol: float = Field(1e-6, gt=0.0)
+    layerwise: bool = False
 
 
 class StopConfig(_Section):

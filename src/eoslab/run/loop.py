@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from eoslab.probes import ProbeSuite
+from eoslab.probes import GaussNewtonProbe, ProbeSuite, layerwise_stats, per_sample_m_norm_sq
 from eoslab.run.build import build, integrator_from_config
 from eoslab.run.config import ConfigError, RunConfig, parse_config
 from eoslab.store import RunStore, StoreError
@@ -214,6 +214,13 @@ def _run(cfg: RunConfig, store: RunStore, *, progress: bool) -> dict[str, Any]:
         test_problem=built.test_problem,
     )
     every = cfg.probe_every()
+    gn_probe = GaussNewtonProbe(tol=p.gn_tol, seed=0) if p.gauss_newton else None
+    model = problem.model
+    if p.layerwise and not (hasattr(model, "linear_layers") and hasattr(model, "activation_fn")):
+        raise ConfigError(
+            f"probe.layerwise: the layerwise decomposition needs an MLP, not {cfg.model.name!r}; "
+            "use probe.gauss_newton for the architecture-independent part"
+        )
 
     ckpt = store.load_checkpoint(device=device)
     if ckpt is not None and ckpt[1].get("final"):
@@ -222,7 +229,7 @@ def _run(cfg: RunConfig, store: RunStore, *, progress: bool) -> dict[str, Any]:
         tensors, meta = ckpt
         theta, theta0 = tensors["theta"], tensors["theta0"]
         state = {k[len("state/") :]: v for k, v in tensors.items() if k.startswith("state/")}
-        v0 = tensors.get("probe_v0")
+        warm = {k[len("warm/") :]: v for k, v in tensors.items() if k.startswith("warm/")}
         step, t, lr = int(meta["step"]), float(meta["time"]), float(meta["lr"])
         loss0, last_probe = float(meta["initial_loss"]), int(meta["last_probe"])
         totals = dict(meta["totals"])
@@ -235,7 +242,7 @@ def _run(cfg: RunConfig, store: RunStore, *, progress: bool) -> dict[str, Any]:
     else:
         theta = theta0 = problem.initial_theta().detach().clone()
         state = integrator.init_state(problem, theta)
-        v0, step, t, lr, loss0, last_probe = None, 0, 0.0, opt.lr, math.nan, -1
+        warm, step, t, lr, loss0, last_probe = {}, 0, 0.0, opt.lr, math.nan, -1
         totals = dict(n_grads=0, n_matvecs=0)
         store.truncate_metrics(0)
     store.set_status("running", step=step)
@@ -246,14 +253,17 @@ def _run(cfg: RunConfig, store: RunStore, *, progress: bool) -> dict[str, Any]:
     status, reason = "completed", ""
 
     def do_probe(theta, step, t, lr):
-        nonlocal v0, last_probe
-        res = suite(problem, theta, lr=lr, threshold=integrator.threshold(lr), theta0=theta0, v0=v0)
+        nonlocal last_probe
+        thr = integrator.threshold(lr)
+        res = suite(problem, theta, lr=lr, threshold=thr, theta0=theta0, v0=warm.get("probe"))
         if res.eig is not None:
-            v0 = res.eig.warm_start
+            warm["probe"] = res.eig.warm_start
         totals["n_matvecs"] += res.n_matvecs
         totals["n_grads"] += res.n_grads
         row = dict(step=step, time=t, lr=lr, **res.metrics)
         row.update(probe_matvecs=res.n_matvecs, probe_grads=res.n_grads)
+        if gn_probe is not None or p.layerwise:
+            row.update(_decomposition(problem, theta, gn_probe, p.layerwise, warm, totals))
         store.append("probes", row)
         last_probe = step
         return res
@@ -298,14 +308,16 @@ def _run(cfg: RunConfig, store: RunStore, *, progress: bool) -> dict[str, Any]:
             t += r.lr
             bar.update(1, loss=r.loss, thr=integrator.threshold(r.lr))
             if step % cfg.checkpoint_every == 0:
-                _checkpoint(store, theta, theta0, state, v0, step, t, lr, loss0, last_probe, totals)
+                _checkpoint(
+                    store, theta, theta0, state, warm, step, t, lr, loss0, last_probe, totals
+                )
         # the final point: probe and snapshot it unless the schedule already did
         if cfg.probe.enabled and last_probe != step and status != "diverged":
             do_probe(theta, step, t, lr)
         if cfg.snapshot_every and not store.snapshot_path(step).exists():
             store.save_snapshot(step, theta, dict(time=t, lr=lr))
         _checkpoint(
-            store, theta, theta0, state, v0, step, t, lr, loss0, last_probe, totals, final=True
+            store, theta, theta0, state, warm, step, t, lr, loss0, last_probe, totals, final=True
         )
     except KeyboardInterrupt:
         store.set_status("interrupted", step=step, reason="interrupted; resume with --resume")
@@ -328,13 +340,35 @@ def _run(cfg: RunConfig, store: RunStore, *, progress: bool) -> dict[str, Any]:
     return store.status()
 
 
+def _decomposition(problem, theta, gn_probe, layerwise: bool, warm: dict, totals: dict) -> dict:
+    """Gauss–Newton (``METHODS.md`` §4) and layerwise (§5) metrics at a probe step."""
+    out: dict[str, float] = {}
+    em2 = None
+    if layerwise:
+        if not (
+            hasattr(problem.model, "linear_layers") and hasattr(problem.model, "activation_fn")
+        ):
+            raise ConfigError("probe.layerwise: the layerwise decomposition needs an MLP")
+        stats = layerwise_stats(problem, theta)
+        out.update(stats.metrics())
+        em2 = float(stats.EM2)
+    if gn_probe is not None:
+        if em2 is None:
+            em2 = float(per_sample_m_norm_sq(problem, theta).mean())
+        gw = {k[3:]: v for k, v in warm.items() if k.startswith("gn/")}
+        res = gn_probe(problem, theta, warm=gw or None, m_norm_sq_mean=em2)
+        warm.update({f"gn/{k}": v for k, v in res.warm.items()})
+        totals["n_matvecs"] += res.n_matvecs
+        out.update(res.metrics)
+    return out
+
+
 def _checkpoint(
-    store, theta, theta0, state, v0, step, t, lr, loss0, last_probe, totals, *, final=False
+    store, theta, theta0, state, warm, step, t, lr, loss0, last_probe, totals, *, final=False
 ) -> None:
     tensors = {"theta": theta, "theta0": theta0}
     tensors.update({f"state/{k}": v for k, v in state.items()})
-    if v0 is not None:
-        tensors["probe_v0"] = v0
+    tensors.update({f"warm/{k}": v for k, v in warm.items()})
     meta = dict(
         step=step,
         time=t,
