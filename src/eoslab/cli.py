@@ -148,6 +148,40 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    """``eoslab sweep SWEEP.yaml``: expand and run a sweep (idempotent, resumable)."""
+    from eoslab.run import ConfigError
+    from eoslab.run.sweep import expand, load_sweep, run_id, run_sweep
+
+    try:
+        sweep, base_dir = load_sweep(args.sweep)
+        out = Path(args.out or f"sweeps/{sweep.name}")
+        if args.dry_run:
+            for over, resolved in expand(sweep, base_dir):
+                print(f"{run_id(resolved)}  {over}")
+            return 0
+        state = run_sweep(
+            sweep,
+            out,
+            base_dir=base_dir,
+            executor=args.executor,
+            scheduler=args.scheduler,
+            progress=not args.no_progress,
+        )
+    except ConfigError as err:
+        raise SystemExit(f"eoslab sweep: {err}") from None
+    counts: dict[str, int] = {}
+    for entry in state.values():
+        counts[str(entry["status"])] = counts.get(str(entry["status"]), 0) + 1
+    print(f"sweep {sweep.name}: {len(state)} runs in {out / 'runs'}: {counts}")
+    for rid, entry in state.items():
+        if entry["status"] == "failed":
+            print(
+                f"  failed {rid} {entry['overrides']} (attempts {entry['attempts']}): {entry['error']}"
+            )
+    return 0 if all(e["status"] != "failed" for e in state.values()) else 1
+
+
 def _show(args: argparse.Namespace) -> int:
     """``eoslab show RUN``: print a run's summary."""
     from eoslab.run import ConfigError
@@ -252,6 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("runs", nargs="+", help="run directories")
     fit.add_argument("--out", help="write the fits as JSON")
     fit.set_defaults(func=_fit)
+    sw = sub.add_parser("sweep", help="many runs from a sweep file, serial or on Dask")
+    sw.add_argument("sweep", help="sweep YAML file")
+    sw.add_argument("--out", help="sweep directory (default sweeps/NAME)")
+    sw.add_argument("--executor", choices=["serial", "dask"], help="override the file's executor")
+    sw.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
+    sw.add_argument("--dry-run", action="store_true", help="list the runs and their ids only")
+    sw.add_argument("--no-progress", action="store_true")
+    sw.set_defaults(func=_sweep)
     demo = sub.add_parser("demo", help="the main job: eoslab run demo --out runs/demo")
     demo.add_argument("--out", default="runs/demo", help="run directory (replaced)")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

@@ -181,6 +181,13 @@ def run(
     store, cfg = _open_store(config, out, resume)
     try:
         return _run(cfg, store, progress=progress)
+    except Exception as err:  # e.g. data or model that cannot be built: say so in status.json
+        st = store.status()
+        if st.get("status") == "running":
+            store.set_status(
+                "failed", step=st.get("step", 0), reason=f"{type(err).__name__}: {err}"
+            )
+        raise
     finally:
         store.close()
 
