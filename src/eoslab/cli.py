@@ -176,9 +176,8 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"sweep {sweep.name}: {len(state)} runs in {out / 'runs'}: {counts}")
     for rid, entry in state.items():
         if entry["status"] == "failed":
-            print(
-                f"  failed {rid} {entry['overrides']} (attempts {entry['attempts']}): {entry['error']}"
-            )
+            tries = entry["attempts"]
+            print(f"  failed {rid} {entry['overrides']} (attempts {tries}): {entry['error']}")
     return 0 if all(e["status"] != "failed" for e in state.values()) else 1
 
 
