@@ -117,7 +117,8 @@ def build_model_from_config(cfg: RunConfig, train: Dataset) -> torch.nn.Module:
                 f"{tuple(shape)} (set data.flatten: false)"
             )
         kwargs["in_channels"] = int(shape[0])
-        if "input_size" in params and "input_size" not in kwargs:
+        takes_kwargs = any(q.kind is q.VAR_KEYWORD for q in params.values())
+        if ("input_size" in params or takes_kwargs) and "input_size" not in kwargs:
             kwargs["input_size"] = (int(shape[1]), int(shape[2]))
     if "n_out" in params:
         kwargs["n_out"] = train.n_classes
