@@ -181,6 +181,55 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0 if all(e["status"] != "failed" for e in state.values()) else 1
 
 
+def _plot(args: argparse.Namespace) -> int:
+    """``eoslab plot PATH``: the papers' figures and tables from stored runs."""
+    from eoslab.plots.papers import FIGURES, TABLES, load_runs
+    from eoslab.store import StoreError
+
+    if args.list:
+        for name, spec in {**FIGURES, **TABLES}.items():
+            print(f"{name:<22} {spec.paper}: {spec.caption}")
+        return 0
+    if args.path is None:
+        raise SystemExit("eoslab plot: give a run or sweep directory (or --list)")
+    try:
+        runs = load_runs(args.path)
+    except (StoreError, ValueError) as err:
+        raise SystemExit(f"eoslab plot: {err}") from None
+    names = args.figure or [*FIGURES, *TABLES]
+    unknown = [n for n in names if n not in FIGURES and n not in TABLES]
+    if unknown:
+        raise SystemExit(f"eoslab plot: unknown figure {unknown}; see eoslab plot --list")
+    out = Path(args.out or Path(args.path) / "figures")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        spec = FIGURES.get(name) or TABLES[name]
+        reason = spec.needs(runs)
+        if reason:
+            print(f"  skip {name}: {reason}")
+            continue
+        if name in FIGURES:
+            files = spec.func(runs, out / name)
+            print(f"  {name}: {', '.join(str(f) for f in files)}")
+        else:
+            (out / f"{name}.md").write_text(spec.func(runs))
+            print(f"  {name}: {out / (name + '.md')}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """``eoslab report DIR``: one HTML page with figures, tables and configs."""
+    from eoslab.report import write_report
+    from eoslab.store import StoreError
+
+    try:
+        page = write_report(args.path, out=args.out)
+    except (StoreError, ValueError) as err:
+        raise SystemExit(f"eoslab report: {err}") from None
+    print(f"wrote {page}")
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     """``eoslab show RUN``: print a run's summary."""
     from eoslab.run import ConfigError
@@ -293,6 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--dry-run", action="store_true", help="list the runs and their ids only")
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(func=_sweep)
+    pl = sub.add_parser("plot", help="the papers' figures and tables from stored runs")
+    pl.add_argument("path", nargs="?", help="run or sweep directory")
+    pl.add_argument("--figure", action="append", help="figure/table name (default: all)")
+    pl.add_argument("--out", help="output folder (default PATH/figures)")
+    pl.add_argument("--list", action="store_true", help="list the figures and tables")
+    pl.set_defaults(func=_plot)
+    rep = sub.add_parser("report", help="HTML report of a run or sweep directory")
+    rep.add_argument("path", help="run or sweep directory")
+    rep.add_argument("--out", help="output folder (default PATH/report)")
+    rep.set_defaults(func=_report)
     demo = sub.add_parser("demo", help="the main job: eoslab run demo --out runs/demo")
     demo.add_argument("--out", default="runs/demo", help="run directory (replaced)")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
