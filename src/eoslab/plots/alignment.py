@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eoslab.plots._save import save_figure
+
 COMPONENTS = ("I", "II", "III", "IV", "V")
 _NAMES = {
     "I": "(I) output C_L",
@@ -90,10 +92,4 @@ def plot_alignment(
     else:
         ax.set_xlabel("flow time t = Σ η")
     fig.tight_layout()
-    base = Path(path)
-    base = base.with_suffix("") if base.suffix in (".png", ".pdf") else base
-    files = [base.with_suffix(".png"), base.with_suffix(".pdf")]
-    for f in files:
-        fig.savefig(f)
-    plt.close(fig)
-    return files
+    return save_figure(fig, path)

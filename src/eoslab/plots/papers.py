@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from eoslab.plots._save import save_figure
 from eoslab.store import RunStore, StoreError
 
 __all__ = [
@@ -459,13 +460,7 @@ def _figure(n_panels: int, *, ncols: int | None = None, size=(4.4, 3.3), nrows: 
 
 
 def _save(fig, out: Path) -> list[Path]:
-    base = Path(out)
-    base = base.with_suffix("") if base.suffix in (".png", ".pdf") else base
-    base.parent.mkdir(parents=True, exist_ok=True)
-    files = [base.with_suffix(".png"), base.with_suffix(".pdf")]
-    for f in files:
-        fig.savefig(f)
-    return files
+    return save_figure(fig, out)
 
 
 def _colours(values: Sequence[Any], cmap: str = "viridis") -> dict[Any, Any]:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eoslab.plots._save import save_figure
+
 
 def plot_spectrum(
     spectra: dict[str, np.ndarray],
@@ -44,10 +46,4 @@ def plot_spectrum(
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    base = Path(path).with_suffix("")
-    base.parent.mkdir(parents=True, exist_ok=True)
-    out = [base.with_suffix(".png"), base.with_suffix(".pdf")]
-    for p in out:
-        fig.savefig(p)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eoslab.plots._save import save_figure
+
 
 def eigenvalue_columns(columns) -> list[str]:
     """The ``lambda_i`` columns of a run DataFrame, in order of i."""
@@ -89,11 +91,4 @@ def plot_sharpness(
     ax_loss.set_xlabel("flow time t = Σ η" if x == "time" else x)
     ax_loss.grid(alpha=0.3)
     fig.tight_layout()
-    base = Path(path)
-    base = base.with_suffix("") if base.suffix in (".png", ".pdf") else base
-    base.parent.mkdir(parents=True, exist_ok=True)
-    files = [base.with_suffix(".png"), base.with_suffix(".pdf")]
-    for f in files:
-        fig.savefig(f)
-    plt.close(fig)
-    return files
+    return save_figure(fig, path)
