@@ -14,13 +14,7 @@ CASES = ["mlp-tanh-ce", "mlp-relu-mse", "cnn-ce", "deep-linear-mse"]
 REL = 1e-7  # the probe solves to relative residual 1e-6; isolated top eigenvalues are far better
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny problems: threads only add overhead (and a benchmark may share the machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def top(A):

@@ -31,13 +31,7 @@ LR = 0.1
 THRESHOLD = 2 / LR
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny problems: threads only add overhead (and a benchmark may share the machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _Scale(nn.Module):
