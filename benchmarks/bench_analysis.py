@@ -25,7 +25,6 @@ import warnings
 from pathlib import Path
 
 import torch
-from eoslab.probes.layerwise import layerwise_stats
 
 from eoslab.data import load_dataset
 from eoslab.eigen import eigsh
@@ -37,6 +36,7 @@ from eoslab.linalg import (
 )
 from eoslab.models import build_model
 from eoslab.models.init import init_model
+from eoslab.probes.layerwise import layerwise_stats
 from eoslab.problem import Problem
 
 HERE = Path(__file__).resolve().parent

@@ -4,8 +4,9 @@ Two figures, each measured side by side with the gradient of the same problem in
 
 1. A full Lowell-2022 probe, warm: top-k Hessian eigenpairs (k = 20) warm-started from the
    previous probe, the top/bulk gradient projections and the three real loss changes ΔL_top,
-   ΔL_bulk, ΔL_full (``METHODS.md`` §3). The trajectory is GD at η = 1.9/λ_1(θ_0) (so
-   it sharpens to the edge of stability); probes are 1/η steps apart, as in the paper.
+   ΔL_bulk, ΔL_full (``METHODS.md`` §3). The trajectory is GD at η = 1.9/λ_1(θ_0) on
+   digits-mlp (so it sharpens to the edge of stability; 1/λ_1 on mlp-eos, where 1.9/λ_1
+   diverges); probes are 1/η steps apart, as in the paper.
 2. An exponential-Euler step (k = 10, ``METHODS.md`` §7) averaged over a run of steps,
    each warm-started from the previous step's eigenvectors.
 
@@ -54,11 +55,12 @@ def build_problem(name: str):
                 },
             }
         )
-        return build(cfg).problem, 10
+        return build(cfg).problem, 10, 1.9
     if name == "mlp-eos":
         from bench_curvature import build_problem as curvature_problem
 
-        return curvature_problem("mlp-eos", torch.float64), 10
+        # η = 1/λ_1(θ_0) as in bench_curvature: 1.9/λ_1 diverges on this CE problem
+        return curvature_problem("mlp-eos", torch.float64), 10, 1.0
     raise ValueError(f"unknown problem {name!r}")
 
 
@@ -72,10 +74,10 @@ def grad_seconds(problem, theta, reps: int = 5) -> float:
     return best
 
 
-def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps):
+def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9):
     theta0 = problem.initial_theta()
     lam1 = eigsh(HessianOperator(problem, theta0), 1).eigenvalues[0].item()
-    lr = 1.9 / lam1
+    lr = lr_factor / lam1
     every = max(1, round(1 / lr))
     theta = theta0
     for _ in range(warmup_steps):
@@ -159,9 +161,14 @@ def main(argv=None) -> int:
     )
     results = {}
     for name in args.problems.split(","):
-        problem, n_c = build_problem(name)
+        problem, n_c, lr_factor = build_problem(name)
         probe = bench_probe(
-            problem, n_c, k=20, n_probes=args.probes, warmup_steps=args.warmup_steps
+            problem,
+            n_c,
+            k=20,
+            n_probes=args.probes,
+            warmup_steps=args.warmup_steps,
+            lr_factor=lr_factor,
         )
         ee = bench_exp_euler(problem, k=10, steps=args.ee_steps, lr=1.0)
         results[name] = dict(P=problem.size, N=problem.N, probe=probe, exp_euler=ee)

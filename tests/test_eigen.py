@@ -500,3 +500,13 @@ def test_large_rotated_diagonal(method, dtype):
     assert warm.all_converged
     if method == "lobpcg":
         assert warm.n_matvecs < 0.5 * res.n_matvecs
+
+
+def test_lanczos_names_a_non_finite_operator():
+    from eoslab.eigen import lanczos
+    from eoslab.linalg.base import DenseOperator
+
+    A = torch.eye(6, dtype=torch.float64)
+    A[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        lanczos(DenseOperator(A), 2)

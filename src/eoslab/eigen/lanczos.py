@@ -7,6 +7,8 @@ LinearOperator)". Both take the common signature of :mod:`eoslab.eigen` and retu
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -179,6 +181,11 @@ def lanczos(
         h[lo : j + 1] += c
         beta = torch.linalg.vector_norm(w)
         norms = torch.stack([beta, w_in, torch.linalg.vector_norm(AVt[j])]).tolist()
+        if not math.isfinite(norms[2]):
+            raise ValueError(
+                f"{method}: the operator returned non-finite values (product {n_matvecs}); "
+                "is θ finite (a diverged run?)"
+            )
         if norms[0] < norms[1] / 2**0.5:  # DGKS: cancellation, so one more full pass
             h2 = Q @ w
             w = w - h2 @ Q
