@@ -10,7 +10,7 @@ One directory per run::
       probes.jsonl         one JSON object per probe (appended)
       analysis.jsonl       one JSON object per analysed snapshot (``eoslab analyze``)
       results/NAME.json    other results (cusp scan, analysis summary), replaced atomically
-      snapshots/step_XXXXXXXX.safetensors   θ at chosen steps (safetensors: no pickle)
+      snapshots/step_<8-digit step>.safetensors   θ at chosen steps (no pickle)
       checkpoint.safetensors                the state needed to resume
 
 Crash safety. Metric rows are appended as whole lines and flushed after each write, so a

@@ -12,6 +12,7 @@ so that η_t = min(η_max, c/λ_1) works with every one of them.
 from __future__ import annotations
 
 import numbers
+from abc import abstractmethod
 
 import torch
 
@@ -84,8 +85,9 @@ class _FirstOrder(Integrator):
             info=dict(choice.info),
         )
 
+    @abstractmethod
     def _update(self, theta, g, buf, lr):
-        raise NotImplementedError
+        """(θ_{t+1}, new buffer) from θ_t, g(θ_t), the method's buffer and the step η_t."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(step_size={self.step_size!r})"
