@@ -25,3 +25,39 @@ def test_experiment_expands_to_valid_distinct_runs(path):
     runs = expand(sweep, base_dir)
     assert runs
     assert len({run_id(r) for _, r in runs}) == len(runs)
+
+
+CPU_FILES = [p for p in FILES if p.name.endswith(".cpu.yaml")]
+
+
+@pytest.mark.parametrize("path", CPU_FILES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_cpu_experiment_builds_and_its_probe_fits(path):
+    """Every distinct data × model of a cpu experiment builds, and its probe settings fit it.
+
+    Catches what only the built problem can tell (e.g. probe.k below n_classes − 1, a model
+    keyword its constructor rejects, an init scheme it does not know) before an hour-long sweep
+    finds it. Data sets that are not installed here are skipped by name.
+    """
+    from eoslab.run.build import build, check_probe, integrator_from_config
+    from eoslab.run.config import parse_config
+
+    sweep, base_dir = load_sweep(path)
+    seen = set()
+    missing = set()
+    for _, raw in expand(sweep, base_dir):
+        cfg = parse_config(raw)
+        d = cfg.to_dict()
+        key = repr((d["data"], d["model"], d["probe"], d["dtype"], d["loss"]))
+        if key in seen:
+            continue
+        seen.add(key)
+        integrator_from_config(cfg)
+        try:
+            built = build(cfg)
+        except FileNotFoundError as err:
+            missing.add(f"{cfg.data.name}: {err}")
+            continue
+        check_probe(cfg, built)
+        assert built.problem.size > 0
+    if missing and len(missing) == len(seen):
+        pytest.skip("data not installed: " + "; ".join(sorted(missing)))

@@ -305,6 +305,27 @@ def test_probe_k_must_cover_the_top_subspace(tmp_path):
         run(cfg_of(data__classes=None), tmp_path / "r", progress=False)
 
 
+def test_a_model_with_its_own_init_schemes_gets_them_from_the_config():
+    """deep_linear's orthogonal init (scale s) reaches the constructor: W_1 W_1ᵀ = s² I."""
+    from eoslab.run.build import build
+
+    cfg = cfg_of(
+        model={
+            "name": "deep_linear",
+            "depth": 3,
+            "width": 8,
+            "init": "orthogonal",
+            "init_scale": 0.9,
+        }
+    )
+    W = build(cfg).model.layers[0].weight.detach()
+    torch.testing.assert_close(W @ W.T, 0.81 * torch.eye(8, dtype=W.dtype))
+    with pytest.raises(ConfigError, match="model"):
+        build(cfg_of(model={"name": "deep_linear", "depth": 3, "width": 8, "init": "nope"}))
+    with pytest.raises(ConfigError, match="model.init"):
+        parse_config({**TINY, "model": {**TINY["model"], "init": "orthogonal"}})
+
+
 def test_dense_probe_window(tmp_path):
     run(cfg_of(probe__every=20, probe__dense_every=3, probe__dense_until=10), tmp_path / "r")
     probes = [r["step"] for r in RunStore.open(tmp_path / "r").rows("probes")]

@@ -124,9 +124,13 @@ def build_model_from_config(cfg: RunConfig, train: Dataset) -> torch.nn.Module:
         kwargs["n_out"] = train.n_classes
     kwargs["dtype"] = DTYPES[cfg.dtype]
     kwargs["device"] = resolve_device(cfg.device)
+    own_init = "init" in params  # the model initialises itself (deep_linear's own schemes)
+    if own_init:
+        kwargs.update(init=m.init, seed=m.init_seed)
     try:
         model = build_model(m.name, **kwargs)
-        init_model(model, m.init, seed=m.init_seed)
+        if not own_init:
+            init_model(model, m.init, seed=m.init_seed)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"model ({m.name}): {err}") from None
     return model
@@ -139,6 +143,27 @@ def build(cfg: RunConfig) -> Built:
     problem = Problem(model, cfg.loss, train.X, train.y, chunk_size=cfg.chunk_size)
     test_problem = problem.with_data(test.X, test.y) if test is not None and len(test) > 0 else None
     return Built(cfg, train, test, model, problem, test_problem)
+
+
+def check_probe(cfg: RunConfig, built: Built) -> None:
+    """Check that the probe's eigensolve covers the top subspace it projects onto.
+
+    The projections and loss changes of ``METHODS.md`` §3 use the top n_top eigenvectors
+    (n_top = n_classes − 1 unless ``probe.n_top`` is set), so they need 1 ≤ n_top ≤ k.
+
+    Raises:
+        ConfigError: naming ``probe.k`` when the top subspace is larger than k.
+    """
+    p = cfg.probe
+    n_top = p.n_top if p.n_top is not None else built.n_classes - 1
+    if p.enabled and (p.projections or p.loss_changes):
+        if not 1 <= n_top <= min(p.k, built.problem.size):
+            raise ConfigError(
+                f"probe.k: the top subspace has n_top = {n_top} directions "
+                f"({'probe.n_top' if p.n_top is not None else 'n_classes − 1'}), so probe.k "
+                f"must be at least {n_top} (got {p.k}); raise probe.k or set "
+                "probe.projections and probe.loss_changes to false"
+            )
 
 
 def integrator_from_config(cfg: RunConfig) -> Integrator:

@@ -74,7 +74,9 @@ class ModelConfig(_Section):
     Input size, channels and the number of outputs are derived from the data. Any other
     keyword of the architecture's constructor can be given next to ``name`` (e.g. ``width``,
     ``depth``, ``activation`` for ``mlp``); unknown ones are errors naming the field.
-    ``init`` is a key of ``eoslab.models.init.INIT_SCHEMES``, drawn from ``init_seed``.
+    ``init`` is a key of ``eoslab.models.init.INIT_SCHEMES``, drawn from ``init_seed``, or,
+    for an architecture whose constructor takes ``init`` (``deep_linear``: also
+    ``orthogonal`` and ``identity`` with ``init_scale``), one of its own schemes.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
@@ -207,9 +209,10 @@ def _model_keywords(cfg: ModelConfig) -> None:
 
     if cfg.name not in MODELS:
         raise ConfigError(f"model.name: unknown model {cfg.name!r}; known: {sorted(MODELS)}")
-    if cfg.init not in INIT_SCHEMES:
-        raise ConfigError(f"model.init: unknown scheme {cfg.init!r}; known: {sorted(INIT_SCHEMES)}")
     params = inspect.signature(MODELS[cfg.name]).parameters
+    # a model whose constructor takes ``init`` (deep_linear: orthogonal, identity) checks it
+    if "init" not in params and cfg.init not in INIT_SCHEMES:
+        raise ConfigError(f"model.init: unknown scheme {cfg.init!r}; known: {sorted(INIT_SCHEMES)}")
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return  # checked when the model is built
     derived = {"in_dim", "in_channels", "n_out", "dtype", "device", "seed"}

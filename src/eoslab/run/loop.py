@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from eoslab.probes import GaussNewtonProbe, ProbeSuite, layerwise_stats, per_sample_m_norm_sq
-from eoslab.run.build import build, integrator_from_config
+from eoslab.run.build import build, check_probe, integrator_from_config
 from eoslab.run.config import ConfigError, RunConfig, parse_config
 from eoslab.store import RunStore, StoreError
 
@@ -200,14 +200,7 @@ def _run(cfg: RunConfig, store: RunStore, *, progress: bool) -> dict[str, Any]:
     integrator = integrator_from_config(cfg)
     P = problem.size
     p = cfg.probe
-    n_top = p.n_top if p.n_top is not None else built.n_classes - 1
-    if p.enabled and (p.projections or p.loss_changes) and not 1 <= n_top <= min(p.k, P):
-        raise ConfigError(
-            f"probe.k: the top subspace has n_top = {n_top} directions "
-            f"({'probe.n_top' if p.n_top is not None else 'n_classes − 1'}), so probe.k must be "
-            f"at least {n_top} (got {p.k}); raise probe.k or set probe.projections and "
-            "probe.loss_changes to false"
-        )
+    check_probe(cfg, built)
     suite = ProbeSuite(
         k=min(p.k, P),
         n_top=p.n_top,
