@@ -613,6 +613,17 @@ def _peak_alignment(run: RunData, transient: int = TRANSIENT) -> float:
 
 
 # ====================================================================== Lowell 2022
+def _needs(
+    select: Callable[[list[RunData]], Any], message: str
+) -> Callable[[list[RunData]], str | None]:
+    """A figure's precondition: None when ``select(runs)`` is non-empty, else ``message``."""
+
+    def check(runs: list[RunData]) -> str | None:
+        return None if select(runs) else message
+
+    return check
+
+
 def _rho_runs(runs: list[RunData]) -> list[tuple[RunData, int]]:
     out = []
     for r in runs:
@@ -622,10 +633,9 @@ def _rho_runs(runs: list[RunData]) -> list[tuple[RunData, int]]:
     return out
 
 
-def _needs_rho(runs: list[RunData]) -> str | None:
-    if not _rho_runs(runs):
-        return "no run has probe rows with ρ_{n_c−1} (rho_<n_top>; enable probes with k ≥ n_c)"
-    return None
+_needs_rho = _needs(
+    _rho_runs, "no run has probe rows with ρ_{n_c−1} (rho_<n_top>; enable probes with k ≥ n_c)"
+)
 
 
 def _draw_rho(runs: list[RunData], out: Path, *, colour_key, colour_label, title: str):
@@ -717,10 +727,9 @@ def _proj_runs(runs: list[RunData]) -> list[RunData]:
     ]
 
 
-def _needs_fig3(runs: list[RunData]) -> str | None:
-    if not _proj_runs(runs):
-        return "no run has probe rows with proj_top and proj_bulk (probe.projections)"
-    return None
+_needs_fig3 = _needs(
+    _proj_runs, "no run has probe rows with proj_top and proj_bulk (probe.projections)"
+)
 
 
 def l22_fig3(runs: list[RunData], out: Path) -> list[Path]:
@@ -775,10 +784,9 @@ def _fig4_candidates(runs: list[RunData]) -> list[tuple[RunData, int]]:
     return out
 
 
-def _needs_fig4(runs: list[RunData]) -> str | None:
-    if not _fig4_candidates(runs):
-        return "no run has ≥ 2 probe rows with rho_i and d_i (probe.projections)"
-    return None
+_needs_fig4 = _needs(
+    _fig4_candidates, "no run has ≥ 2 probe rows with rho_i and d_i (probe.projections)"
+)
 
 
 def _densest(cands: list[tuple[RunData, int]]) -> tuple[RunData, int]:
@@ -835,10 +843,9 @@ def _fig5_runs(runs: list[RunData]) -> list[RunData]:
     return [r for r in runs if r.n_train is not None and r.lambda_rows(prefer_steps=True)[0]]
 
 
-def _needs_fig5(runs: list[RunData]) -> str | None:
-    if not _fig5_runs(runs):
-        return "no run with λ_1 (probes or per-step sharpness) and a known data-set size N"
-    return None
+_needs_fig5 = _needs(
+    _fig5_runs, "no run with λ_1 (probes or per-step sharpness) and a known data-set size N"
+)
 
 
 def l22_fig5(runs: list[RunData], out: Path) -> list[Path]:
@@ -911,10 +918,9 @@ def _cusp_runs(runs: list[RunData]) -> list[RunData]:
     return out
 
 
-def _needs_fig6(runs: list[RunData]) -> str | None:
-    if not _cusp_runs(runs):
-        return "no run has results/cusp.json (run `eoslab analyze RUN --what cusp`)"
-    return None
+_needs_fig6 = _needs(
+    _cusp_runs, "no run has results/cusp.json (run `eoslab analyze RUN --what cusp`)"
+)
 
 
 def l22_fig6(runs: list[RunData], out: Path) -> list[Path]:
@@ -965,10 +971,9 @@ def _table1_runs(runs: list[RunData]) -> list[tuple[RunData, int]]:
     ]
 
 
-def _needs_table1(runs: list[RunData]) -> str | None:
-    if not _table1_runs(runs):
-        return "no run has probe rows with dL_top, dL_bulk and rho_<n_top> (probe.loss_changes)"
-    return None
+_needs_table1 = _needs(
+    _table1_runs, "no run has probe rows with dL_top, dL_bulk and rho_<n_top> (probe.loss_changes)"
+)
 
 
 def _table1_entry(run: RunData, n_top: int) -> dict[str, float] | None:
@@ -1052,10 +1057,7 @@ def _lambda_runs(runs: list[RunData]) -> list[RunData]:
     return [r for r in runs if r.lambda_rows()[0]]
 
 
-def _needs_lambda(runs: list[RunData]) -> str | None:
-    if not _lambda_runs(runs):
-        return "no run has λ_1 (probe lambda_1 or per-step sharpness)"
-    return None
+_needs_lambda = _needs(_lambda_runs, "no run has λ_1 (probe lambda_1 or per-step sharpness)")
 
 
 def _plot_lambda(ax, run: RunData, color, label: str | None, **kw) -> None:
@@ -1173,10 +1175,7 @@ def _momentum_runs(runs: list[RunData]) -> list[RunData]:
     return [r for r in _lambda_runs(runs) if r.optimizer in ("heavy_ball", "nesterov")]
 
 
-def _needs_momentum(runs: list[RunData]) -> str | None:
-    if not _momentum_runs(runs):
-        return "no heavy-ball or Nesterov run with λ_1"
-    return None
+_needs_momentum = _needs(_momentum_runs, "no heavy-ball or Nesterov run with λ_1")
 
 
 def cohen_momentum(runs: list[RunData], out: Path) -> list[Path]:
@@ -1369,10 +1368,10 @@ def _decomp_runs(runs: list[RunData], key: str) -> list[RunData]:
     return [r for r in runs if any(_finite(x.get(key)) for x in r.decomposition_rows(key))]
 
 
-def _needs_gn(runs: list[RunData]) -> str | None:
-    if not _decomp_runs(runs, "lambda_G"):
-        return "no run has lambda_G (run `eoslab analyze` or probe.gauss_newton)"
-    return None
+_needs_gn = _needs(
+    lambda runs: _decomp_runs(runs, "lambda_G"),
+    "no run has lambda_G (run `eoslab analyze` or probe.gauss_newton)",
+)
 
 
 def l24_gauss_newton(runs: list[RunData], out: Path) -> list[Path]:
@@ -1443,10 +1442,10 @@ def _n_layers(row: dict[str, Any], prefix: str) -> int:
     return n
 
 
-def _needs_layerwise(runs: list[RunData]) -> str | None:
-    if not _decomp_runs(runs, "C_1"):
-        return "no run has layerwise rows C_ℓ (MLP; `eoslab analyze` or probe.layerwise)"
-    return None
+_needs_layerwise = _needs(
+    lambda runs: _decomp_runs(runs, "C_1"),
+    "no run has layerwise rows C_ℓ (MLP; `eoslab analyze` or probe.layerwise)",
+)
 
 
 def l24_layerwise(runs: list[RunData], out: Path) -> list[Path]:
@@ -1506,10 +1505,10 @@ def l24_layerwise(runs: list[RunData], out: Path) -> list[Path]:
     return _save(fig, out)
 
 
-def _needs_factors(runs: list[RunData]) -> str | None:
-    if not _decomp_runs(runs, "comp1_I"):
-        return "no run has the five components comp<ℓ>_I…V (MLP; `eoslab analyze`)"
-    return None
+_needs_factors = _needs(
+    lambda runs: _decomp_runs(runs, "comp1_I"),
+    "no run has the five components comp<ℓ>_I…V (MLP; `eoslab analyze`)",
+)
 
 
 def _relative(v: np.ndarray) -> np.ndarray:
@@ -1638,10 +1637,9 @@ def _counterfactual_runs(runs: list[RunData]) -> list[RunData]:
     return out
 
 
-def _needs_counterfactual(runs: list[RunData]) -> str | None:
-    if not _counterfactual_runs(runs):
-        return "no run has lambda_G and a counterfactual λ̃_1(G) in its analysis summary"
-    return None
+_needs_counterfactual = _needs(
+    _counterfactual_runs, "no run has lambda_G and a counterfactual λ̃_1(G) in its analysis summary"
+)
 
 
 def l24_counterfactual(runs: list[RunData], out: Path) -> list[Path]:
