@@ -420,6 +420,24 @@ def test_power_eigenvalue_change_criterion():
     assert loose.n_iter < res.n_iter
 
 
+def test_power_eigenvalue_change_compares_the_first_iteration_with_theta0():
+    """Along a trajectory (Lowell 2024 §7.1): warm-started from the previous call's vectors and
+    given its eigenvalues, an unchanged operator is accepted after one block product."""
+    lam = separated()
+    op = spectrum_op(lam)
+    prev = block_power(op, 3, which="LM", criterion="eigenvalue_change", tol=1e-10)
+    kw = dict(which="LM", criterion="eigenvalue_change", tol=1e-6, v0=prev.warm_start)
+    again = block_power(op, 3, theta0=prev.eigenvalues, **kw)
+    assert again.n_iter == 1 and again.all_converged
+    torch.testing.assert_close(again.eigenvalues, prev.eigenvalues, rtol=1e-9, atol=0)
+    assert block_power(op, 3, **kw).n_iter == 2  # without θ0 the rule needs two iterations
+    # estimates that moved by more than tol are not accepted on the first iteration
+    moved = block_power(op, 3, theta0=prev.eigenvalues * 1.01, **kw)
+    assert moved.n_iter >= 2 and moved.all_converged
+    # θ0 is ignored by the residual rule
+    assert block_power(op, 3, which="LM", theta0=prev.eigenvalues * 5).all_converged
+
+
 def test_power_la_adaptive_shift_escapes_dominant_negative_eigenvalues():
     """Eight eigenvalues in [−9, −7] dominate |λ| and outnumber the block (b = 7): only the
     adaptive shift σ ← max(σ, −min θ) lets 'LA' find the top five."""

@@ -241,6 +241,14 @@ def test_loss_threshold_and_flow_time_stop_rules(tmp_path):
         {"name": "rk4", "lr": 0.2},
         {"name": "gd", "lr": 0.5, "adaptive": True, "c": 0.5},
         {"name": "exp_euler", "lr": 1.0, "k": 3},
+        {
+            "name": "exp_euler",
+            "lr": 1.0,
+            "k": 3,
+            "eig_method": "block_power",
+            "eig_criterion": "eigenvalue_change",
+            "eig_tol": 1e-3,
+        },
     ],
 )
 def test_every_integrator_runs_in_the_loop_and_resumes(tmp_path, opt):
@@ -303,6 +311,11 @@ def test_decomposition_probes_during_training_resume_exactly(tmp_path, monkeypat
 def test_probe_k_must_cover_the_top_subspace(tmp_path):
     with pytest.raises(ConfigError, match="probe.k"):
         run(cfg_of(data__classes=None), tmp_path / "r", progress=False)
+
+
+def test_eigenvalue_change_needs_block_power():
+    with pytest.raises(ConfigError, match="eig_criterion"):
+        cfg_of(optimizer={"name": "exp_euler", "lr": 1.0, "eig_criterion": "eigenvalue_change"})
 
 
 def test_a_model_with_its_own_init_schemes_gets_them_from_the_config():

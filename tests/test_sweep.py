@@ -43,6 +43,13 @@ def test_expand_grid_times_zip_with_stable_distinct_ids(tmp_path):
     assert len(runs) == 2 * 2 * 3
     ids = [run_id(r) for _, r in runs]
     assert len(set(ids)) == 12 and ids == [run_id(r) for _, r in expand(sweep, base_dir)]
+    # fields added to the config later leave existing ids alone while at their defaults
+    resolved = runs[0][1]
+    older = {k: dict(v) if isinstance(v, dict) else v for k, v in resolved.items()}
+    del older["optimizer"]["eig_method"], older["optimizer"]["eig_criterion"]
+    assert run_id(older) == ids[0]
+    changed = {**resolved, "optimizer": {**resolved["optimizer"], "eig_method": "lobpcg"}}
+    assert run_id(changed) != ids[0]
     over, resolved = runs[0]
     assert over == {
         "optimizer.lr": 0.1,

@@ -74,6 +74,7 @@ def build_integrator(
     method: str = "lanczos",
     max_iter: int | None = None,
     seed: int = 0,
+    criterion: str = "residual",
 ) -> Integrator:
     """Build the integrator ``name`` from plain config values.
 
@@ -89,8 +90,10 @@ def build_integrator(
     ``problem.n_outputs``) and ``tau_max`` (default inf); it chooses its own step, so
     ``adaptive``, ``lr_max`` and ``c`` must be left unset. ``k`` and ``tau_max`` belong to
     ``exp_euler`` only; ``momentum`` (β) is read by ``heavy_ball`` and ``nesterov`` only.
-    ``tol``, ``method``, ``max_iter`` and ``seed`` configure the eigensolve of the adaptive
-    step or of ``exp_euler`` and are not used otherwise.
+    ``tol``, ``method``, ``max_iter``, ``seed`` and ``criterion`` configure the eigensolve of
+    the adaptive step or of ``exp_euler`` and are not used otherwise
+    (:class:`~eoslab.dynamics.stepsize.TrackedSolve`; ``method="block_power",
+    criterion="eigenvalue_change"`` is Lowell 2024 §7.1's procedure).
 
     Args:
         name: a key of :data:`INTEGRATORS`.
@@ -105,6 +108,8 @@ def build_integrator(
         method: eigensolver name (a key of :data:`eoslab.eigen.SOLVERS`).
         max_iter: eigensolver iteration limit (None: its default).
         seed: eigensolver seed.
+        criterion: eigensolver stopping rule, ``"residual"`` or ``"eigenvalue_change"``
+            (block_power only).
 
     Returns:
         The :class:`Integrator`.
@@ -117,7 +122,7 @@ def build_integrator(
         raise ValueError(f"unknown integrator name={name!r}; choose one of {sorted(INTEGRATORS)}")
     if not isinstance(adaptive, bool):
         raise ValueError(f"adaptive must be True or False, got {adaptive!r}")
-    eig = dict(tol=tol, method=method, max_iter=max_iter, seed=seed)
+    eig = dict(tol=tol, method=method, max_iter=max_iter, seed=seed, criterion=criterion)
 
     if name == "exp_euler":
         for field, value in (("lr_max", lr_max), ("c", c)):

@@ -21,13 +21,8 @@ import warnings
 import torch
 
 from eoslab.dynamics.base import Integrator, StepResult, check_positive, check_theta, summary
-from eoslab.dynamics.stepsize import (
-    check_max_iter,
-    check_method,
-    own_copy,
-    solver_options,
-)
-from eoslab.eigen import NonConvergenceWarning, eigsh
+from eoslab.dynamics.stepsize import TrackedSolve
+from eoslab.eigen import NonConvergenceWarning
 from eoslab.linalg import HessianOperator
 
 __all__ = ["ExponentialEuler", "phi"]
@@ -77,6 +72,10 @@ class ExponentialEuler(Integrator):
         method: eigensolver name (a key of :data:`eoslab.eigen.SOLVERS`).
         max_iter: the solver's iteration limit (None: its default).
         seed: seed of the solver's random vectors.
+        criterion: the solver's stopping rule. ``"eigenvalue_change"`` with
+            ``method="block_power"`` is Lowell 2024 §7.1's procedure (compare with the previous
+            step's eigenvalues, kept under ``"exp_euler_lam"``; often one block product per
+            step); see :class:`~eoslab.dynamics.stepsize.TrackedSolve`.
     """
 
     name = "exp_euler"
@@ -91,6 +90,7 @@ class ExponentialEuler(Integrator):
         method: str = "lanczos",
         max_iter: int | None = None,
         seed: int = 0,
+        criterion: str = "residual",
     ):
         owner = self.name
         self.lr = check_positive(lr, "lr", owner=owner)
@@ -98,10 +98,16 @@ class ExponentialEuler(Integrator):
             raise ValueError(f"{owner}: k must be a positive integer or None, got {k!r}")
         self.k = k
         self.tau_max = check_positive(tau_max, "tau_max", owner=owner, allow_inf=True)
-        self.tol = check_positive(tol, "tol", owner=owner)
-        self.method = check_method(method, owner=owner)
-        self.max_iter = check_max_iter(max_iter, owner=owner)
-        self.seed = int(seed)
+        self.solve = TrackedSolve(
+            "exp_euler",
+            method=method,
+            tol=tol,
+            max_iter=max_iter,
+            seed=seed,
+            criterion=criterion,
+            owner=owner,
+        )
+        self.tol, self.method = self.solve.tol, self.solve.method
 
     def n_top(self, problem) -> int:
         """k for this problem (``problem.n_outputs`` by default), checked against P and τ_max.
@@ -135,16 +141,7 @@ class ExponentialEuler(Integrator):
             loss, g = op.loss, op.gradient
         else:
             loss, g = problem.loss_and_gradient(theta)
-        res = eigsh(
-            op,
-            m,
-            method=self.method,
-            which="LA",
-            v0=state.get("exp_euler_v"),
-            tol=self.tol,
-            seed=self.seed,
-            **solver_options(self.max_iter),
-        )
+        res, new_state = self.solve(op, m, state)
         lam = res.eigenvalues  # [m], descending
         Hk = res.eigenvectors[:, :k]  # [P, k]
         c = Hk.T @ g  # [k]
@@ -179,7 +176,7 @@ class ExponentialEuler(Integrator):
             )
         return StepResult(
             theta=theta_new,
-            state={"exp_euler_v": own_copy(res.warm_start)},
+            state=new_state,
             lr=tau,
             loss=loss_f,
             grad_norm=gnorm,

@@ -124,9 +124,10 @@ class SharpnessAdaptive(StepSize):
         method: eigensolver name (a key of :data:`eoslab.eigen.SOLVERS`).
         max_iter: the solver's iteration limit (None: its default).
         seed: seed of the solver's random vectors.
+        criterion: the solver's stopping rule (see :class:`TrackedSolve`).
     """
 
-    state_keys = ("sharpness_v",)
+    state_keys = ("sharpness_v", "sharpness_lam")
     adaptive = True
 
     def __init__(
@@ -138,28 +139,26 @@ class SharpnessAdaptive(StepSize):
         method: str = "lanczos",
         max_iter: int | None = None,
         seed: int = 0,
+        criterion: str = "residual",
     ):
         owner = "SharpnessAdaptive"
         self.lr_max = check_positive(lr_max, "lr_max", owner=owner)
         self.c = check_positive(c, "c", owner=owner)
-        self.tol = check_positive(tol, "tol", owner=owner)
-        self.method = check_method(method, owner=owner)
-        self.max_iter = check_max_iter(max_iter, owner=owner)
-        self.seed = int(seed)
+        self.solve = TrackedSolve(
+            "sharpness",
+            method=method,
+            tol=tol,
+            max_iter=max_iter,
+            seed=seed,
+            criterion=criterion,
+            owner=owner,
+        )
+        self.tol, self.method = self.solve.tol, self.solve.method
 
     def choose(self, problem, theta, state):
         """λ_1 by a warm-started eigensolve; η_t = min(η_max, c/λ_1) (η_max if λ_1 ≤ 0)."""
         op = HessianOperator(problem, theta)
-        res = eigsh(
-            op,
-            1,
-            method=self.method,
-            which="LA",
-            v0=state.get("sharpness_v"),
-            tol=self.tol,
-            seed=self.seed,
-            **solver_options(self.max_iter),
-        )
+        res, new_state = self.solve(op, 1, state)
         lam = float(res.eigenvalues[0])
         converged = res.all_converged
         if not converged:
@@ -176,7 +175,7 @@ class SharpnessAdaptive(StepSize):
             lr=lr,
             info={"sharpness": lam, "sharpness_converged": float(converged)},
             n_matvecs=res.n_matvecs,
-            state={"sharpness_v": own_copy(res.warm_start)},
+            state=new_state,
             loss=op.loss,
             gradient=op.gradient,
         )
@@ -219,6 +218,81 @@ def check_max_iter(max_iter: int | None, *, owner: str) -> int | None:
 def solver_options(max_iter: int | None) -> dict[str, int]:
     """``{"max_iter": max_iter}`` when given, so that None keeps the solver's own default."""
     return {} if max_iter is None else {"max_iter": max_iter}
+
+
+class TrackedSolve:
+    """The top-m eigenpairs of H(θ_t) at every step, warm-started from the previous step.
+
+    Used by :class:`SharpnessAdaptive` and :class:`~eoslab.dynamics.exp_euler.ExponentialEuler`
+    (``METHODS.md`` §6–7). A call starts from the previous call's block, kept in the
+    integrator state under ``KEY_v`` ([P, m']). With ``method="block_power"`` and
+    ``criterion="eigenvalue_change"`` (Lowell 2024 §7.1: stop when max|ΔΛ| < tol·max|Λ|) it
+    also keeps the previous eigenvalues under ``KEY_lam`` and hands them to the solver as
+    ``theta0``, so that along a slowly moving trajectory one block product can suffice; the
+    default (Lanczos, residual tolerance) verifies every pair instead.
+
+    Args:
+        key: prefix of the two state keys.
+        method: eigensolver name (a key of :data:`eoslab.eigen.SOLVERS`).
+        tol: the solver's tolerance (relative residual, or relative eigenvalue change).
+        max_iter: the solver's iteration limit (None: its default).
+        seed: seed of the solver's random vectors.
+        criterion: ``"residual"`` (every solver) or ``"eigenvalue_change"`` (block_power).
+        owner: name used in error messages.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        method: str = "lanczos",
+        tol: float = 1e-6,
+        max_iter: int | None = None,
+        seed: int = 0,
+        criterion: str = "residual",
+        owner: str,
+    ):
+        self.key = key
+        self.method = check_method(method, owner=owner)
+        self.tol = check_positive(tol, "tol", owner=owner)
+        self.max_iter = check_max_iter(max_iter, owner=owner)
+        self.seed = int(seed)
+        if criterion not in ("residual", "eigenvalue_change"):
+            raise ValueError(
+                f"{owner}: criterion must be 'residual' or 'eigenvalue_change', got {criterion!r}"
+            )
+        if criterion == "eigenvalue_change" and method != "block_power":
+            raise ValueError(
+                f"{owner}: criterion='eigenvalue_change' is block_power's rule, not {method!r}'s"
+            )
+        self.criterion = criterion
+
+    @property
+    def state_keys(self) -> tuple[str, ...]:
+        """The integrator-state keys this solve reads and writes."""
+        return (f"{self.key}_v", f"{self.key}_lam")
+
+    def __call__(self, op, m: int, state: dict[str, torch.Tensor]):
+        """``(result, new_state)``: the top-m pairs of ``op`` (``which="LA"``), warm start."""
+        options = solver_options(self.max_iter)
+        if self.criterion != "residual":
+            options["criterion"] = self.criterion
+            if f"{self.key}_lam" in state:
+                options["theta0"] = state[f"{self.key}_lam"]
+        res = eigsh(
+            op,
+            m,
+            method=self.method,
+            which="LA",
+            v0=state.get(f"{self.key}_v"),
+            tol=self.tol,
+            seed=self.seed,
+            **options,
+        )
+        new_state = {f"{self.key}_v": own_copy(res.warm_start)}
+        if self.criterion != "residual":
+            new_state[f"{self.key}_lam"] = own_copy(res.eigenvalues)
+        return res, new_state
 
 
 def own_copy(block: torch.Tensor) -> torch.Tensor:

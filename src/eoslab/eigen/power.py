@@ -41,6 +41,7 @@ def block_power(
     block_size: int | None = None,
     shift: float | None = None,
     criterion: str = "residual",
+    theta0: torch.Tensor | None = None,
 ) -> EigResult:
     r"""k eigenpairs by block power iteration on A + σI with a Rayleigh–Ritz step.
 
@@ -81,7 +82,10 @@ def block_power(
     - ``'eigenvalue_change'``: the paper's rule, per pair |θ_i(t) − θ_i(t−1)| ≤
       tol · max_{j≤k} |θ_j(t)|; all flags true is exactly the paper's max|ΔΛ| < tol·max|Λ|.
       It can stop early on slowly moving, unconverged estimates; residuals are reported
-      either way so the caller can judge.
+      either way so the caller can judge. With ``theta0`` (the previous call's eigenvalues
+      along a trajectory, warm-started from its vectors) the first iteration is compared with
+      them, so a solve can stop after one block product — the paper's reuse of the previous
+      eigenpairs ("only 1–3 iterations"); without it at least two iterations are needed.
 
     Args:
         op: symmetric operator on R^P (only ``op.matmat`` is called).
@@ -96,6 +100,9 @@ def block_power(
         shift: fixed σ for ``'LA'``/``'SA'`` (None: adaptive, see above). Not allowed with
             ``'LM'``, where a shift would change which eigenvalues are found.
         criterion: ``'residual'`` or ``'eigenvalue_change'``.
+        theta0: eigenvalue estimates [j] (descending by ``which``) that the first iteration's
+            first min(j, k) Ritz values are compared with under ``'eigenvalue_change'``
+            (ignored under ``'residual'``). Non-finite entries never count as converged.
 
     Returns:
         :class:`~eoslab.eigen.result.EigResult` with ``method='block_power'``, ``n_iter``
@@ -136,6 +143,10 @@ def block_power(
             conv = rnorm <= threshold(theta, scale, tol, dtype)
         elif theta_prev is None:
             conv = torch.zeros(b, dtype=torch.bool, device=op.device)
+            if theta0 is not None and n_iter == 1:
+                j = min(theta0.numel(), k)
+                prev = theta0.reshape(-1)[:j].to(dtype=dtype, device=op.device)
+                conv[:j] = (theta[:j] - prev).abs() <= tol * theta[:k].abs().max()
         else:
             conv = (theta - theta_prev).abs() <= tol * theta[:k].abs().max()
         if bool(conv[:k].all()) or n_iter >= max_iter:  # the one host sync of the iteration

@@ -176,7 +176,7 @@ def integrator_from_config(cfg: RunConfig) -> Integrator:
         ConfigError: naming ``optimizer`` when the integrator rejects the values.
     """
     o = cfg.optimizer
-    kwargs = dict(lr=o.lr, tol=o.eig_tol)
+    kwargs = dict(lr=o.lr, tol=o.eig_tol, method=o.eig_method, criterion=o.eig_criterion)
     if o.name in ("heavy_ball", "nesterov"):
         kwargs["momentum"] = o.momentum
     if o.adaptive:

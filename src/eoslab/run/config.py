@@ -96,7 +96,10 @@ class OptimizerConfig(_Section):
 
     ``lr`` is η for gd/heavy_ball/nesterov/euler/rk4 (the maximum η when ``adaptive``: then
     η_t = min(lr, c/λ_1(θ_t)), Lowell 2022's "exact flow") and the dimensionless η < 2 of
-    exponential Euler, whose step is τ = min(tau_max, lr/λ_{k+1}).
+    exponential Euler, whose step is τ = min(tau_max, lr/λ_{k+1}). ``eig_tol``,
+    ``eig_method`` and ``eig_criterion`` set the per-step eigensolve of an adaptive step or of
+    exponential Euler (``eig_method: block_power`` with ``eig_criterion: eigenvalue_change`` is
+    Lowell 2024 §7.1's warm-started power iteration; the default Lanczos verifies residuals).
     """
 
     name: Literal["gd", "heavy_ball", "nesterov", "euler", "rk4", "exp_euler"] = "gd"
@@ -107,11 +110,18 @@ class OptimizerConfig(_Section):
     k: int | None = Field(None, ge=1)
     tau_max: float | None = Field(None, gt=0.0)
     eig_tol: float = Field(1e-6, gt=0.0)
+    eig_method: Literal["lanczos", "lobpcg", "block_power", "arpack"] = "lanczos"
+    eig_criterion: Literal["residual", "eigenvalue_change"] = "residual"
 
     @model_validator(mode="after")
     def _check(self) -> OptimizerConfig:
         if self.name == "exp_euler" and self.lr >= 2.0:
             raise ValueError(f"lr: exponential Euler needs the dimensionless lr < 2, got {self.lr}")
+        if self.eig_criterion == "eigenvalue_change" and self.eig_method != "block_power":
+            raise ValueError(
+                "eig_criterion: 'eigenvalue_change' is block_power's rule; set "
+                f"eig_method: block_power (got {self.eig_method!r})"
+            )
         if self.adaptive and self.name not in ("gd", "euler", "rk4"):
             raise ValueError(
                 f"adaptive: only gd, euler and rk4 take an adaptive step, not {self.name}"

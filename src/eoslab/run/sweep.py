@@ -128,8 +128,24 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
+#: Config fields added after run ids were first issued, with their defaults. While a field
+#: holds its default it is left out of the hash, so existing sweep directories keep their run
+#: ids (and are resumed, not rerun) when eoslab gains a field; a non-default value counts.
+ADDED_FIELDS = {
+    ("optimizer", "eig_method"): "lanczos",
+    ("optimizer", "eig_criterion"): "residual",
+}
+
+
 def run_id(resolved: dict) -> str:
-    """12 hex digits of SHA-256 over the canonical JSON of a resolved config."""
+    """12 hex digits of SHA-256 over the canonical JSON of a resolved config.
+
+    Fields of :data:`ADDED_FIELDS` at their default values are left out.
+    """
+    resolved = {k: dict(v) if isinstance(v, dict) else v for k, v in resolved.items()}
+    for (section, field), default in ADDED_FIELDS.items():
+        if isinstance(resolved.get(section), dict) and resolved[section].get(field) == default:
+            del resolved[section][field]
     text = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
