@@ -43,7 +43,7 @@ def test_cpu_experiment_builds_and_its_probe_fits(path):
 
     sweep, base_dir = load_sweep(path)
     seen = set()
-    missing = set()
+    missing = {}
     for _, raw in expand(sweep, base_dir):
         cfg = parse_config(raw)
         d = cfg.to_dict()
@@ -55,9 +55,9 @@ def test_cpu_experiment_builds_and_its_probe_fits(path):
         try:
             built = build(cfg)
         except FileNotFoundError as err:
-            missing.add(f"{cfg.data.name}: {err}")
+            missing[key] = f"{cfg.data.name}: {err}"
             continue
         check_probe(cfg, built)
         assert built.problem.size > 0
     if missing and len(missing) == len(seen):
-        pytest.skip("data not installed: " + "; ".join(sorted(missing)))
+        pytest.skip("data not installed: " + "; ".join(sorted(set(missing.values()))))

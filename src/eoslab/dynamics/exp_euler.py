@@ -107,7 +107,6 @@ class ExponentialEuler(Integrator):
             criterion=criterion,
             owner=owner,
         )
-        self.tol, self.method = self.solve.tol, self.solve.method
 
     def n_top(self, problem) -> int:
         """k for this problem (``problem.n_outputs`` by default), checked against P and τ_max.
@@ -169,7 +168,7 @@ class ExponentialEuler(Integrator):
         converged = res.all_converged
         if not converged:
             warnings.warn(
-                f"{self.name}: the top-{m} eigensolve did not converge to tol={self.tol:g} "
+                f"{self.name}: the top-{m} eigensolve did not converge to tol={self.solve.tol:g} "
                 f"({res.n_matvecs} products); the step uses its Ritz pairs anyway",
                 NonConvergenceWarning,
                 stacklevel=2,
@@ -203,5 +202,5 @@ class ExponentialEuler(Integrator):
     def __repr__(self) -> str:
         return (
             f"ExponentialEuler(lr={self.lr!r}, k={self.k!r}, tau_max={self.tau_max!r}, "
-            f"method={self.method!r})"
+            f"method={self.solve.method!r})"
         )

@@ -153,7 +153,6 @@ class SharpnessAdaptive(StepSize):
             criterion=criterion,
             owner=owner,
         )
-        self.tol, self.method = self.solve.tol, self.solve.method
 
     def choose(self, problem, theta, state):
         """λ_1 by a warm-started eigensolve; η_t = min(η_max, c/λ_1) (η_max if λ_1 ≤ 0)."""
@@ -163,7 +162,7 @@ class SharpnessAdaptive(StepSize):
         converged = res.all_converged
         if not converged:
             warnings.warn(
-                f"SharpnessAdaptive: λ_1 = {lam:.6g} did not converge to tol={self.tol:g} "
+                f"SharpnessAdaptive: λ_1 = {lam:.6g} did not converge to tol={self.solve.tol:g} "
                 f"({res.n_matvecs} products); the step uses it anyway",
                 NonConvergenceWarning,
                 stacklevel=3,
@@ -181,7 +180,9 @@ class SharpnessAdaptive(StepSize):
         )
 
     def __repr__(self) -> str:
-        return f"SharpnessAdaptive(lr_max={self.lr_max!r}, c={self.c!r}, method={self.method!r})"
+        return (
+            f"SharpnessAdaptive(lr_max={self.lr_max!r}, c={self.c!r}, method={self.solve.method!r})"
+        )
 
 
 def as_step_size(step_size: StepSize | float, *, owner: str) -> StepSize:
@@ -266,11 +267,6 @@ class TrackedSolve:
                 f"{owner}: criterion='eigenvalue_change' is block_power's rule, not {method!r}'s"
             )
         self.criterion = criterion
-
-    @property
-    def state_keys(self) -> tuple[str, ...]:
-        """The integrator-state keys this solve reads and writes."""
-        return (f"{self.key}_v", f"{self.key}_lam")
 
     def __call__(self, op, m: int, state: dict[str, torch.Tensor]):
         """``(result, new_state)``: the top-m pairs of ``op`` (``which="LA"``), warm start."""

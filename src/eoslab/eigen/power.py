@@ -143,7 +143,7 @@ def block_power(
             conv = rnorm <= threshold(theta, scale, tol, dtype)
         elif theta_prev is None:
             conv = torch.zeros(b, dtype=torch.bool, device=op.device)
-            if theta0 is not None and n_iter == 1:
+            if theta0 is not None:  # first iteration: compare with the previous call's
                 j = min(theta0.numel(), k)
                 prev = theta0.reshape(-1)[:j].to(dtype=dtype, device=op.device)
                 conv[:j] = (theta[:j] - prev).abs() <= tol * theta[:k].abs().max()
