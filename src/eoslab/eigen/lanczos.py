@@ -101,6 +101,13 @@ def lanczos(
     residual from products, is ≤ tol · max(|θ_i|, ε_floor), ε_floor = 128 ε_mach
     max_j |θ_j| / tol with the max over all Ritz values seen (``METHODS.md`` §6).
 
+    Rounding floor: the estimate rests on the Lanczos relation, which holds only to the
+    operator's own rounding error (in float32 a Hessian product can carry an error near
+    1e-4·λ_1 once λ_1 is small). If the estimates are below tolerance but a whole restart
+    cycle (ncv − l checks) of residuals from products has not reduced the worst one by 10 %,
+    the solver stops and reports the pairs as not converged, with that reason, instead of
+    spending its remaining budget.
+
     Repeated eigenvalues: a single Krylov space holds one vector of each eigenspace, so
     Lanczos alone finds one copy of a repeated eigenvalue (ARPACK has the same weakness).
     After convergence this solver therefore runs a multiplicity check: it keeps the k
@@ -165,6 +172,7 @@ def lanczos(
     verify_left = -1  # steps left in the multiplicity check (0: check finished)
     scale = torch.zeros((), dtype=dtype, device=device)  # running max |θ| (≤ ‖A‖)
     key_ref = None
+    best_q, stalled, note = math.inf, 0, None  # stagnation of the product residuals
     while True:
         # one Lanczos step: expand Vt[j]
         w = apply_rows(op, Vt[j : j + 1])[0]  # [P]
@@ -233,6 +241,21 @@ def lanczos(
             if complete or out_of_budget:
                 break
             done = bool(conv.all())
+            if not done:
+                # The estimates say converged but the residuals from products do not: the
+                # Lanczos relation holds only to the operator's rounding error. Stop once a
+                # whole cycle of such checks has not reduced the worst residual by 10 %.
+                q = float((rnorm / thr).max())
+                stalled = stalled + 1 if q > 0.9 * best_q else 0
+                best_q = min(best_q, q)
+                if stalled >= ncv - n_keep:
+                    note = (
+                        f"the residuals from products stopped decreasing at "
+                        f"{float((rnorm / theta[:k].abs()).max()):.2e} relative while the "
+                        f"Lanczos estimates are below tol: the operator's own rounding error "
+                        f"(float32?) sets this floor; loosen tol or use float64"
+                    )
+                    break
         if verify_left == 0:  # the multiplicity check has just finished
             if bool((_key(theta[:k], which) > key_ref).any()):
                 verify_left = -1  # it found a missed eigenvalue: converge, then check again
@@ -268,6 +291,7 @@ def lanczos(
         which=which,
         tol=tol,
         block=Xt.T,
+        note=note,
     )
 
 
