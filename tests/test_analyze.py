@@ -74,6 +74,9 @@ def test_analyze_every_and_errors(tmp_path):
     path = make_run(tmp_path)
     analyze(path, every=20, what=("gauss_newton",), progress=False)
     assert [r["step"] for r in RunStore.open(path).rows("analysis")] == [0, 20, 40]
+    other = make_run(tmp_path, name="r15")  # 15 divides none of 10, 20, 40: the last is kept
+    analyze(other, every=15, what=("gauss_newton",), progress=False)
+    assert [r["step"] for r in RunStore.open(other).rows("analysis")] == [0, 30, 40]
     with pytest.raises(ValueError, match="unknown analysis"):
         analyze(path, what=("everything",), progress=False)
     raw = json.loads(json.dumps(BASE))

@@ -1,6 +1,6 @@
 """Post-hoc analysis of a run's snapshots (Lowell 2024's way: train first, analyse afterwards).
 
-``eoslab analyze RUN`` loads every stored snapshot θ_t (or every ``every``-th step), evaluates
+``eoslab analyze RUN`` loads every stored snapshot θ_t (or those at steps divisible by ``every``, and the last), evaluates
 
 - the Gauss–Newton decomposition (``METHODS.md`` §4): λ_1 of H, G and H − G, E‖M_x‖², the
   overlap ratio ζ = λ_1(G)/E‖M_x‖², and the sharpness of each layer's Hessian block;
@@ -60,7 +60,8 @@ def analyze(
 
     Args:
         path: run directory.
-        every: analyse snapshots at steps divisible by ``every`` (default: all snapshots).
+        every: analyse snapshots at steps divisible by ``every``, and the last snapshot
+            (default: all snapshots).
         what: subset of :data:`ANALYSES`.
         s_max: half-width of the cusp-scan grid s ∈ [−s_max, s_max] (paper: 0.003).
         n_grid: number of grid points of the cusp scan.
@@ -81,7 +82,8 @@ def analyze(
     problem = built.problem
     steps = store.snapshot_steps()
     if every is not None:
-        steps = [s for s in steps if s % every == 0]
+        # and always the last snapshot: the run's end state, where (V) tends to peak
+        steps = [s for i, s in enumerate(steps) if s % every == 0 or i == len(steps) - 1]
     if not steps:
         raise StoreError(
             f"{store.path}: no snapshots to analyse (snapshot_every={cfg.snapshot_every})"
