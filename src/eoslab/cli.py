@@ -324,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     show_run.set_defaults(func=_show)
     an = sub.add_parser("analyze", help="Gauss–Newton/layerwise analysis of a run's snapshots")
     an.add_argument("run", help="run directory")
-    an.add_argument("--every", type=int, help="analyse snapshots at steps divisible by N, and the last one")
+    an.add_argument(
+        "--every", type=int, help="analyse snapshots at steps divisible by N, and the last one"
+    )
     an.add_argument("--what", default="gauss_newton,layerwise,cusp", help="comma-separated")
     an.add_argument("--s-max", type=float, default=0.003, help="cusp-scan half-width")
     an.add_argument("--chunk-size", type=int, help="samples per chunk (memory bound)")

@@ -1,6 +1,7 @@
 """Post-hoc analysis of a run's snapshots (Lowell 2024's way: train first, analyse afterwards).
 
-``eoslab analyze RUN`` loads every stored snapshot θ_t (or those at steps divisible by ``every``, and the last), evaluates
+``eoslab analyze RUN`` loads every stored snapshot θ_t (or those at steps divisible by
+``every``, and the last), evaluates
 
 - the Gauss–Newton decomposition (``METHODS.md`` §4): λ_1 of H, G and H − G, E‖M_x‖², the
   overlap ratio ζ = λ_1(G)/E‖M_x‖², and the sharpness of each layer's Hessian block;
