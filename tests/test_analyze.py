@@ -74,9 +74,11 @@ def test_analyze_every_and_errors(tmp_path):
     path = make_run(tmp_path)
     analyze(path, every=20, what=("gauss_newton",), progress=False)
     assert [r["step"] for r in RunStore.open(path).rows("analysis")] == [0, 20, 40]
-    other = make_run(tmp_path, name="r15")  # 15 divides none of 10, 20, 40: the last is kept
+    other = make_run(tmp_path, name="r15")  # 40 is not a multiple of 15: kept as the last
     analyze(other, every=15, what=("gauss_newton",), progress=False)
     assert [r["step"] for r in RunStore.open(other).rows("analysis")] == [0, 30, 40]
+    with pytest.raises(ValueError, match="every must be a positive integer"):
+        analyze(path, every=0, progress=False)
     with pytest.raises(ValueError, match="unknown analysis"):
         analyze(path, what=("everything",), progress=False)
     raw = json.loads(json.dumps(BASE))

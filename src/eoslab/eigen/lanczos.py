@@ -103,10 +103,12 @@ def lanczos(
 
     Rounding floor: the estimate rests on the Lanczos relation, which holds only to the
     operator's own rounding error (in float32 a Hessian product can carry an error near
-    1e-4·λ_1 once λ_1 is small). If the estimates are below tolerance but a whole restart
-    cycle (ncv − l checks) of residuals from products has not reduced the worst one by 10 %,
+    1e-4·λ_1 once λ_1 is small). Whenever the estimates are below tolerance the residuals
+    are computed from products; if ncv − l such checks in a row (about a restart cycle's
+    worth) have not brought the worst residual 10 % below where that run of checks began,
     the solver stops and reports the pairs as not converged, with that reason, instead of
-    spending its remaining budget.
+    spending its remaining budget. The count starts again when the wanted pairs change
+    (multiplicity check).
 
     Repeated eigenvalues: a single Krylov space holds one vector of each eigenspace, so
     Lanczos alone finds one copy of a repeated eigenvalue (ARPACK has the same weakness).
@@ -172,7 +174,7 @@ def lanczos(
     verify_left = -1  # steps left in the multiplicity check (0: check finished)
     scale = torch.zeros((), dtype=dtype, device=device)  # running max |θ| (≤ ‖A‖)
     key_ref = None
-    best_q, stalled, note = math.inf, 0, None  # stagnation of the product residuals
+    ref_q, stalled, note = math.inf, 0, None  # stagnation of the product residuals
     while True:
         # one Lanczos step: expand Vt[j]
         w = apply_rows(op, Vt[j : j + 1])[0]  # [P]
@@ -246,19 +248,18 @@ def lanczos(
                 # Lanczos relation holds only to the operator's rounding error. Stop once a
                 # whole cycle of such checks has not reduced the worst residual by 10 %.
                 q = float((rnorm / thr).max())
-                stalled = stalled + 1 if q > 0.9 * best_q else 0
-                best_q = min(best_q, q)
+                ref_q, stalled = _stall_step(q, ref_q=ref_q, stalled=stalled)
                 if stalled >= ncv - n_keep:
                     note = (
-                        f"the residuals from products stopped decreasing at "
-                        f"{float((rnorm / theta[:k].abs()).max()):.2e} relative while the "
-                        f"Lanczos estimates are below tol: the operator's own rounding error "
-                        f"(float32?) sets this floor; loosen tol or use float64"
+                        f"the residuals from products stopped decreasing at {q:.3g} × tol while "
+                        f"the Lanczos estimates are below tol: the operator's own rounding "
+                        f"error (float32?) sets this floor; loosen tol or use float64"
                     )
                     break
         if verify_left == 0:  # the multiplicity check has just finished
             if bool((_key(theta[:k], which) > key_ref).any()):
                 verify_left = -1  # it found a missed eigenvalue: converge, then check again
+                ref_q, stalled = math.inf, 0  # the wanted pairs changed
             elif done:
                 break
         elif done and verify_steps == 0:
@@ -272,6 +273,7 @@ def lanczos(
             _restart(Vt, AVt, T, Y, theta, j, k)
             Vt[k] = orthonormal_rows(random_rows(1, op, gen), against=Vt[:k])[0]
             j, verify_left = k, steps
+            ref_q, stalled = math.inf, 0
             n_cycles += 1
             continue
         if full:  # thick restart, continuing from the residual direction v_{j+1}
@@ -293,6 +295,17 @@ def lanczos(
         block=Xt.T,
         note=note,
     )
+
+
+def _stall_step(q: float, *, ref_q: float, stalled: int) -> tuple[float, int]:
+    """One check of the stall rule: ``(ref_q, stalled)`` after a worst residual ratio q.
+
+    A check that brings q 10 % below the window's reference ``ref_q`` starts a new window
+    (reference q, count 0); any other check adds one to the count.
+    """
+    if q <= 0.9 * ref_q:
+        return q, 0
+    return ref_q, stalled + 1
 
 
 def _key(theta: torch.Tensor, which: str) -> torch.Tensor:

@@ -62,7 +62,8 @@ def analyze(
     Args:
         path: run directory.
         every: analyse snapshots at steps divisible by ``every``, and the last snapshot
-            (default: all snapshots).
+            (default: all snapshots). On a run still training, "the last" is the latest so
+            far; its row stays when the analysis is resumed later.
         what: subset of :data:`ANALYSES`.
         s_max: half-width of the cusp-scan grid s ∈ [−s_max, s_max] (paper: 0.003).
         n_grid: number of grid points of the cusp scan.
@@ -72,11 +73,13 @@ def analyze(
 
     Raises:
         StoreError: if the run has no snapshots to analyse.
-        ValueError: for an unknown analysis name.
+        ValueError: for an unknown analysis name or an ``every`` that is not a positive integer.
     """
     bad = [w for w in what if w not in ANALYSES]
     if bad:
         raise ValueError(f"unknown analysis {bad}; choose from {list(ANALYSES)}")
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        raise ValueError(f"analyze: every must be a positive integer, got {every!r}")
     store = RunStore.open(path)
     cfg = parse_config(store.read_config())
     built = build(cfg)
