@@ -11,12 +11,13 @@ FILES = sorted(ROOT.rglob("*.yaml"))
 
 
 def test_there_are_cpu_and_full_versions():
+    """Every experiment has a cpu and a full file; some also a medium one (hours on a CPU)."""
     names = {p.relative_to(ROOT).as_posix() for p in FILES}
     assert len(names) >= 10
     for p in names:
-        if p.endswith(".full.yaml"):
-            continue
-        assert p.endswith(".cpu.yaml"), p
+        assert p.endswith((".cpu.yaml", ".medium.yaml", ".full.yaml")), p
+        if p.endswith(".medium.yaml"):
+            assert p.replace(".medium.", ".cpu.") in names, p
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -27,7 +28,7 @@ def test_experiment_expands_to_valid_distinct_runs(path):
     assert len({run_id(r) for _, r in runs}) == len(runs)
 
 
-CPU_FILES = [p for p in FILES if p.name.endswith(".cpu.yaml")]
+CPU_FILES = [p for p in FILES if p.name.endswith((".cpu.yaml", ".medium.yaml"))]
 
 
 @pytest.mark.parametrize("path", CPU_FILES, ids=lambda p: p.relative_to(ROOT).as_posix())
