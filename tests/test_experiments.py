@@ -11,7 +11,7 @@ FILES = sorted(ROOT.rglob("*.yaml"))
 
 
 def test_there_are_cpu_and_full_versions():
-    """Every experiment has a cpu and a full file; some also a medium one (hours on a CPU)."""
+    """Every file is a cpu, medium (hours on a CPU) or full size; a medium one has a cpu twin."""
     names = {p.relative_to(ROOT).as_posix() for p in FILES}
     assert len(names) >= 10
     for p in names:
