@@ -553,6 +553,42 @@ def test_table1_matches_hand_computation(runs):
     assert etas == sorted(etas, reverse=True) == [0.03, 0.01, 0.003]
 
 
+def test_table1_selection_options(runs, root, tmp_path):
+    hand = pick(runs, "table1_hand")
+    # t ≥ 0.4 leaves probes 2 and 3 with ρ_9 > 0.7: too few, so the run is omitted
+    text = TABLES["l22_table1"](hand, min_time=0.4)
+    assert "Omitted (fewer than 3 probes with ρ_(n_c−1) > 0.7 and t ≥ 0.4)" in text
+    # no ρ condition, t ≥ 0.2: probes 1–4, the NaN-ρ probe included
+    text = TABLES["l22_table1"](hand, min_rho=None, min_time=0.2)
+    top = np.array([0.002, 0.004, 0.006, 9.0])
+    bulk = np.array([-0.001, -0.002, -0.003, -1.0])
+    row = (
+        f"| 0.02 | AlexNet-Tanh | {top.mean():.4g} ({top.std(ddof=1):.4g}) | "
+        f"{bulk.mean():.4g} ({bulk.std(ddof=1):.4g}) | 4 |"
+    )
+    assert row in text.splitlines() and "Probes: t ≥ 0.2." in text
+    assert "Probes: every probe." in TABLES["l22_table1"](hand, min_rho=None)
+    for bad in (-1, "3", math.inf, True):
+        with pytest.raises(ValueError, match="min_time must be a non-negative number"):
+            TABLES["l22_table1"](hand, min_time=bad)
+    # the same through `eoslab plot --kw`
+    from eoslab.cli import main
+
+    out = tmp_path / "t"
+    hand_dir = str(root / "table1_hand")
+    args = ["plot", hand_dir, "--figure", "l22_table1", "--out", str(out)]
+    assert main([*args, "--kw", "min_rho=none", "--kw", "min_time=0.2"]) == 0
+    assert row in (out / "l22_table1.md").read_text().splitlines()
+    with pytest.raises(SystemExit, match="has no option 'foo'; its options: min_rho, min_time"):
+        main([*args, "--kw", "foo=1"])
+    with pytest.raises(SystemExit, match="expects KEY=VALUE"):
+        main([*args, "--kw", "min_time"])
+    with pytest.raises(SystemExit, match="min_time must be a non-negative number"):
+        main([*args, "--kw", "min_time=-2"])
+    with pytest.raises(SystemExit, match="go to one table"):
+        main(["plot", hand_dir, "--kw", "min_time=1", "--out", str(out)])
+
+
 def test_table2_power_law(runs):
     text = TABLES["l24_table2"](pick(runs, "l24"))
     lines = text.splitlines()

@@ -200,6 +200,7 @@ def _plot(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in FIGURES and n not in TABLES]
     if unknown:
         raise SystemExit(f"eoslab plot: unknown figure {unknown}; see eoslab plot --list")
+    options = _table_options(args.kw, names, TABLES)
     out = Path(args.out or Path(args.path) / "figures")
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
@@ -212,9 +213,45 @@ def _plot(args: argparse.Namespace) -> int:
             files = spec.func(runs, out / name)
             print(f"  {name}: {', '.join(str(f) for f in files)}")
         else:
-            (out / f"{name}.md").write_text(spec.func(runs))
+            try:
+                text = spec(runs, **options)
+            except ValueError as err:
+                raise SystemExit(f"eoslab plot: {err}") from None
+            (out / f"{name}.md").write_text(text)
             print(f"  {name}: {out / (name + '.md')}")
     return 0
+
+
+def _table_options(pairs: list[str], names: list[str], tables) -> dict:
+    """``--kw KEY=VALUE`` options of ``eoslab plot`` for the one table named by ``--figure``.
+
+    Values are read as YAML scalars (``3`` → 3; ``none`` or ``null`` → None). Errors name the
+    option.
+    """
+    if not pairs:
+        return {}
+    import inspect
+
+    import yaml
+
+    if len(names) != 1 or names[0] not in tables:
+        raise SystemExit(
+            "eoslab plot: --kw options go to one table; name it with --figure (e.g. "
+            "--figure l22_table1 --kw min_time=3)"
+        )
+    params = inspect.signature(tables[names[0]].func).parameters
+    known = [p.name for p in params.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    options = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"eoslab plot: --kw expects KEY=VALUE, got {pair!r}")
+        if key not in known:
+            raise SystemExit(
+                f"eoslab plot: {names[0]} has no option {key!r}; its options: {', '.join(known)}"
+            )
+        options[key] = None if raw.strip().lower() == "none" else yaml.safe_load(raw)
+    return options
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -349,6 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--figure", action="append", help="figure/table name (default: all)")
     pl.add_argument("--out", help="output folder (default PATH/figures)")
     pl.add_argument("--list", action="store_true", help="list the figures and tables")
+    pl.add_argument(
+        "--kw",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="option of the one table named by --figure, e.g. min_time=3 or min_rho=none "
+        "for l22_table1",
+    )
     pl.set_defaults(func=_plot)
     rep = sub.add_parser("report", help="HTML report of a run or sweep directory")
     rep.add_argument("path", help="run or sweep directory")

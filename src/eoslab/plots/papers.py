@@ -431,12 +431,12 @@ class TableSpec:
     name: str
     paper: str
     caption: str
-    func: Callable[[list[RunData]], str]
+    func: Callable[..., str]
     needs: Callable[[list[RunData]], str | None]
 
-    def __call__(self, runs: list[RunData]) -> str:
-        """The table as Markdown."""
-        return self.func(runs)
+    def __call__(self, runs: list[RunData], **options) -> str:
+        """The table as Markdown; ``options`` go to ``func`` (e.g. ``min_time`` of Table 1)."""
+        return self.func(runs, **options)
 
 
 # ====================================================================== drawing helpers
@@ -976,12 +976,24 @@ _needs_table1 = _needs(
 )
 
 
-def _table1_entry(run: RunData, n_top: int) -> dict[str, float] | None:
-    """Mean and sample std (ddof = 1) of ΔL_top, ΔL_bulk over probes with ρ_{n_c−1} > 0.7."""
+def _table1_entry(
+    run: RunData, n_top: int, *, min_rho: float | None = EOS_RHO, min_time: float | None = None
+) -> dict[str, float] | None:
+    """Mean and sample std (ddof = 1) of ΔL_top, ΔL_bulk over the selected probes.
+
+    A probe is kept when ρ_{n_c−1} > ``min_rho`` (None: no condition on ρ; a NaN ρ, i.e. a
+    negative λ, never passes) and its flow time t ≥ ``min_time`` (None: every t).
+    """
     rows = [r for r in run.probes if "dL_top" in r and "dL_bulk" in r]
-    rho = np.array([_num(r.get(f"rho_{n_top}")) for r in rows], dtype=float)
-    with np.errstate(invalid="ignore"):
-        keep = rho > EOS_RHO  # a NaN ρ (negative λ) never qualifies
+    keep = np.ones(len(rows), dtype=bool)
+    if min_rho is not None:
+        rho = np.array([_num(r.get(f"rho_{n_top}")) for r in rows], dtype=float)
+        with np.errstate(invalid="ignore"):
+            keep &= rho > min_rho
+    if min_time is not None:
+        t = np.array([_num(r.get("time")) for r in rows], dtype=float)
+        with np.errstate(invalid="ignore"):
+            keep &= t >= min_time
     top = np.array([_num(r["dL_top"]) for r in rows], dtype=float)[keep]
     bulk = np.array([_num(r["dL_bulk"]) for r in rows], dtype=float)[keep]
     if len(top) < MIN_EOS_PROBES:
@@ -995,30 +1007,58 @@ def _table1_entry(run: RunData, n_top: int) -> dict[str, float] | None:
     )
 
 
+def _table1_selection(min_rho: float | None, min_time: float | None) -> str:
+    """Words for the probe selection of Table 1, e.g. "ρ_(n_c−1) > 0.7 and t ≥ 3"."""
+    parts = []
+    if min_rho is not None:
+        parts.append(f"ρ_(n_c−1) > {min_rho:g}")
+    if min_time is not None:
+        parts.append(f"t ≥ {min_time:g}")
+    return " and ".join(parts) or "every probe"
+
+
 def _g(x: float) -> str:
     return f"{x:.4g}" if math.isfinite(x) else "—"
 
 
-def l22_table1(runs: list[RunData]) -> str:
+def l22_table1(
+    runs: list[RunData], *, min_rho: float | None = EOS_RHO, min_time: float | None = None
+) -> str:
     """Lowell 2022, Table 1 (learning occurs in the bulk, not the top), as Markdown.
 
     Per run, the mean (sample standard deviation) of ΔL_top = L(θ − η P_top g) − L(θ) and
-    ΔL_bulk over the probes with ρ_{n_c−1} > 0.7; runs with fewer than 3 such probes are
-    omitted and listed below the table. Rows are labelled by η and architecture (model and
-    activation; runs sharing both add what else differs, e.g. ``[classes=[0,1]]``), grouped
-    by architecture with η descending as in the paper; numbers are written with 4
-    significant digits (``{:.4g}``).
+    ΔL_bulk (``METHODS.md`` §3) over the selected probes: by default, as in the paper, those
+    with ρ_{n_c−1} > 0.7 (at the edge of stability). Runs with fewer than 3 selected probes
+    are omitted and listed below the table. Rows are labelled by η and architecture (model
+    and activation; runs sharing both add what else differs, e.g. ``[classes=[0,1]]``),
+    grouped by architecture with η descending as in the paper; numbers are written with 4
+    significant digits (``{:.4g}``). The selection is stated under the table.
 
     Args:
         runs: runs with probe rows carrying ``dL_top``, ``dL_bulk`` and ``rho_<n_top>``.
+        min_rho: keep probes with ρ_{n_c−1} > min_rho; None drops this condition (for
+            settings where ρ_{n_c−1} stays below the paper's 0.7, e.g. ``min_rho=None,
+            min_time=3`` for "every probe after the initial transient").
+        min_time: also require flow time t ≥ min_time (None: no condition).
 
     Returns:
         The Markdown table.
 
     Raises:
-        ValueError: if no run has the data.
+        ValueError: if no run has the data, or an option is negative or not a number.
     """
+    for name, value in (("min_rho", min_rho), ("min_time", min_time)):
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ValueError(
+                f"l22_table1: {name} must be a non-negative number or None, got {value!r}"
+            )
     _require(_needs_table1(runs))
+    select = _table1_selection(min_rho, min_time)
     lines = [
         "| η | Architecture | Mean ΔL from P_top g (std) | Mean ΔL from P_bulk g (std) | probes |",
         "|---|---|---|---|---|",
@@ -1032,7 +1072,7 @@ def l22_table1(runs: list[RunData]) -> str:
             for r, extra in zip(group, study_labels(group)):
                 label[id(r)] = f"{r.arch} [{r.name if extra == 'baseline' else extra}]"
     for r, n_top in sel:
-        e = _table1_entry(r, n_top)
+        e = _table1_entry(r, n_top, min_rho=min_rho, min_time=min_time)
         if e is None:
             omitted.append(f"{label[id(r)]} {_fmt_lr(r.lr)} ({r.name})")
             continue
@@ -1041,11 +1081,12 @@ def l22_table1(runs: list[RunData]) -> str:
             f"{_g(e['bulk_mean'])} ({_g(e['bulk_std'])}) | {e['n']} |"
         )
     text = "\n".join(lines) + "\n"
+    text += f"\nProbes: {select}.\n"
     if len(lines) == 2:
-        text += f"\nNo run has {MIN_EOS_PROBES} or more probes with ρ_(n_c−1) > {EOS_RHO}.\n"
+        text += f"\nNo run has {MIN_EOS_PROBES} or more probes with {select}.\n"
     if omitted:
         text += (
-            f"\nOmitted (fewer than {MIN_EOS_PROBES} probes with ρ_(n_c−1) > {EOS_RHO}): "
+            f"\nOmitted (fewer than {MIN_EOS_PROBES} probes with {select}): "
             + "; ".join(omitted)
             + ".\n"
         )
