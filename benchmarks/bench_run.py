@@ -15,6 +15,17 @@ Two figures, each measured side by side with the gradient of the same problem in
    ``eig_criterion: eigenvalue_change``), with its largest relative residual reported so the
    price of not verifying is visible.
 
+Two more measurements bound what any probe or step can cost, for the issue's targets:
+
+3. Alongside every warm probe, the cheapest probe there is: one block product of the previous
+   probe's block and a Rayleigh–Ritz step (``method="block_power", max_iter=1``: 20 pairs +
+   5 guard columns, nothing verified), with its largest relative residual and its largest
+   eigenvalue error against the verified probe at the same θ.
+4. The cost of one Hessian-vector product per vector, in blocks of 1, 10 and 20, by the
+   library's algorithm (one backward pass over the cached graph of g per vector, ``METHODS.md``
+   §1) and by forward-over-reverse differentiation vectorised over the block
+   (``torch.func.vmap`` of ``jvp(grad)``, which shares the primal passes across the block).
+
 "Gradient equivalents" = seconds ÷ (seconds of one ``loss_and_gradient`` at the same θ, best
 of 5). Results go to ``benchmarks/results/run-costs-*.{json,md}``.
 
@@ -88,6 +99,7 @@ def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9)
     for _ in range(warmup_steps):
         theta = theta - lr * problem.gradient(theta)
     suite = ProbeSuite(k=k, n_classes=n_classes, method=METHOD)
+    one_block = ProbeSuite(k=k, n_classes=n_classes, method="block_power", max_iter=1)
     rows, v0 = [], None
     for i in range(n_probes + 1):
         tg = grad_seconds(problem, theta)
@@ -96,21 +108,33 @@ def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9)
             warnings.simplefilter("ignore")
             res = suite(problem, theta, lr=lr, threshold=2 / lr, theta0=theta0, v0=v0)
         sec = time.perf_counter() - t0
-        v0 = res.eig.warm_start
-        rows.append(
-            dict(
-                warm=i > 0,
-                seconds=sec,
-                grad_s=tg,
-                grad_equiv=sec / tg,
-                n_matvecs=res.n_matvecs,
-                converged=bool(res.metrics["eig_converged"]),
-                lambda_1=res.metrics["lambda_1"],
-            )
+        row = dict(
+            warm=i > 0,
+            seconds=sec,
+            grad_s=tg,
+            grad_equiv=sec / tg,
+            n_matvecs=res.n_matvecs,
+            converged=bool(res.metrics["eig_converged"]),
+            lambda_1=res.metrics["lambda_1"],
         )
+        if v0 is not None:  # the cheapest warm probe, from the same start block
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fast = one_block(problem, theta, lr=lr, threshold=2 / lr, theta0=theta0, v0=v0)
+            lam = res.eig.eigenvalues
+            row["one_block"] = dict(
+                grad_equiv=(time.perf_counter() - t0) / tg,
+                n_matvecs=fast.n_matvecs,
+                max_rel_residual=fast.metrics["eig_residual_max"],
+                max_lambda_error=float(((fast.eig.eigenvalues - lam).abs() / lam[0].abs()).max()),
+            )
+        v0 = res.eig.warm_start
+        rows.append(row)
         for _ in range(every):
             theta = theta - lr * problem.gradient(theta)
     warm = [r for r in rows if r["warm"]]
+    blocks = [r["one_block"] for r in warm]
     return dict(
         lr=lr,
         probe_every=every,
@@ -118,8 +142,61 @@ def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9)
         cold=rows[0],
         warm_mean_grad_equiv=float(np.mean([r["grad_equiv"] for r in warm])),
         warm_mean_matvecs=float(np.mean([r["n_matvecs"] for r in warm])),
+        one_block_mean_grad_equiv=float(np.mean([b["grad_equiv"] for b in blocks])),
+        one_block_matvecs=blocks[0]["n_matvecs"],
+        one_block_max_rel_residual=float(max(b["max_rel_residual"] for b in blocks)),
+        one_block_max_lambda_error=float(max(b["max_lambda_error"] for b in blocks)),
         warm=warm,
     )
+
+
+def bench_products(problem, blocks=(1, 10, 20), reps: int = 3):
+    """Seconds per Hessian-vector product ÷ one gradient, by algorithm and block size.
+
+    ``graph``: the library's :class:`HessianOperator` (graph of g built once, not timed
+    here; one backward pass per vector). ``forward_over_reverse``: ``vmap`` over the block
+    of ``jvp(grad(L))`` at θ, one call per block (it recomputes g's graph each call, so its
+    time includes that). Both give H V to round-off (checked).
+    """
+    from torch.func import grad, jvp, vmap
+
+    theta = problem.initial_theta()
+    tg = grad_seconds(problem, theta)
+    op = HessianOperator(problem, theta)
+    chunks = list(problem.chunks())
+
+    def fwd_rev(Vt):  # [b, P] -> [b, P]
+        out = torch.zeros_like(Vt)
+        for X, y in chunks:
+            g = grad(lambda t, X=X, y=y: problem.chunk_loss_sum(t, X, y) / problem.N)
+            out += vmap(lambda v, g=g: jvp(g, (theta,), (v,))[1])(Vt)
+        return out
+
+    def best(f):
+        f()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    rows = []
+    for b in blocks:
+        V = torch.randn(problem.size, b, generator=gen, dtype=problem.dtype).to(problem.device)
+        Vt = V.T.contiguous()
+        ref = op.matmat(V).T
+        err = float((fwd_rev(Vt) - ref).abs().max() / ref.abs().max())
+        rows.append(
+            dict(
+                block=b,
+                graph=best(lambda V=V: op.matmat(V)) / tg / b,
+                forward_over_reverse=best(lambda Vt=Vt: fwd_rev(Vt)) / tg / b,
+                max_rel_difference=err,
+            )
+        )
+    return rows
 
 
 def bench_exp_euler(problem, *, k, steps, lr, **solver):
@@ -194,8 +271,23 @@ def main(argv=None) -> int:
             criterion="eigenvalue_change",
             tol=1e-3,
         )
+        ee_loose = bench_exp_euler(
+            problem,
+            k=10,
+            steps=args.ee_steps,
+            lr=1.0,
+            method="block_power",
+            criterion="eigenvalue_change",
+            tol=1e-2,
+        )
         results[name] = dict(
-            P=problem.size, N=problem.N, probe=probe, exp_euler=ee, exp_euler_paper=ee_paper
+            P=problem.size,
+            N=problem.N,
+            probe=probe,
+            exp_euler=ee,
+            exp_euler_paper=ee_paper,
+            exp_euler_loose=ee_loose,
+            products=bench_products(problem),
         )
         print(json.dumps({name: {k: v for k, v in results[name].items()}}, default=float))
     out = Path(args.out)
@@ -221,6 +313,34 @@ def main(argv=None) -> int:
         )
     lines += [
         "",
+        "The cheapest warm probe (one block product of the previous probe's 25-vector block, "
+        "Rayleigh–Ritz, nothing verified), from the same start as each warm probe above:",
+        "",
+        "| problem | grad. equiv. | products | max relative residual | max eigenvalue error ÷ λ_1 |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        p = r["probe"]
+        lines.append(
+            f"| {name} | {p['one_block_mean_grad_equiv']:.1f} | {p['one_block_matvecs']} | "
+            f"{p['one_block_max_rel_residual']:.1e} | {p['one_block_max_lambda_error']:.1e} |"
+        )
+    lines += [
+        "",
+        "One Hessian-vector product per vector ÷ one gradient (at θ_0), by algorithm and block "
+        "size:",
+        "",
+        "| problem | block | graph (the library's) | forward-over-reverse, vmapped | max relative difference |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        for q in r["products"]:
+            lines.append(
+                f"| {name} | {q['block']} | {q['graph']:.2f} | {q['forward_over_reverse']:.2f} | "
+                f"{q['max_rel_difference']:.0e} |"
+            )
+    lines += [
+        "",
         f"Exponential-Euler step (k = 10), mean over {args.ee_steps} steps:",
         "",
         "| problem | eigensolve | grad. equiv. per step | products | after the first step | max relative residual of the k vectors | final loss | target |",
@@ -230,6 +350,7 @@ def main(argv=None) -> int:
         for label, e in (
             ("Lanczos, residual 1e-6 (default)", r["exp_euler"]),
             ("block power, eigenvalue change 1e-3 (Lowell 2024 §7.1)", r["exp_euler_paper"]),
+            ("block power, eigenvalue change 1e-2", r["exp_euler_loose"]),
         ):
             lines.append(
                 f"| {name} | {label} | {e['mean_grad_equiv']:.1f} | {e['mean_matvecs']:.1f} | "
