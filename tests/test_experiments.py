@@ -62,3 +62,20 @@ def test_cpu_experiment_builds_and_its_probe_fits(path):
         assert built.problem.size > 0
     if missing and len(missing) == len(seen):
         pytest.skip("data not installed: " + "; ".join(sorted(set(missing.values()))))
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_data_options_are_the_loaders_keywords(path):
+    """Every data.options of a file binds to its loader's signature (typos fail here, not
+    after a GPU job has been queued); full files name data that is not installed here."""
+    import inspect
+
+    from eoslab.data import DATASETS
+    from eoslab.run.config import parse_config
+
+    sweep, base_dir = load_sweep(path)
+    for _, raw in expand(sweep, base_dir):
+        data = parse_config(raw).data
+        params = inspect.signature(DATASETS[data.name]).parameters
+        unknown = sorted(set(data.options) - set(params))
+        assert not unknown, f"{data.name} loader takes no {unknown}"
