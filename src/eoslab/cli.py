@@ -247,9 +247,8 @@ def _table_options(pairs: list[str], names: list[str], tables) -> dict:
         if not sep or not key:
             raise SystemExit(f"eoslab plot: --kw expects KEY=VALUE, got {pair!r}")
         if key not in known:
-            raise SystemExit(
-                f"eoslab plot: {names[0]} has no option {key!r}; its options: {', '.join(known)}"
-            )
+            have = ", ".join(known) or "none"
+            raise SystemExit(f"eoslab plot: {names[0]} has no option {key!r}; its options: {have}")
         options[key] = None if raw.strip().lower() == "none" else yaml.safe_load(raw)
     return options
 
