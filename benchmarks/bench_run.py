@@ -158,6 +158,7 @@ def bench_products(problem, blocks=(1, 10, 20), reps: int = 3):
     of ``jvp(grad(L))`` at θ, one call per block (it recomputes g's graph each call, so its
     time includes that). Both give H V to round-off (checked).
     """
+    from bench_curvature import best_time
     from torch.func import grad, jvp, vmap
 
     theta = problem.initial_theta()
@@ -172,15 +173,6 @@ def bench_products(problem, blocks=(1, 10, 20), reps: int = 3):
             out += vmap(lambda v, g=g: jvp(g, (theta,), (v,))[1])(Vt)
         return out
 
-    def best(f):
-        f()
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            f()
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
     gen = torch.Generator(device="cpu").manual_seed(0)
     rows = []
     for b in blocks:
@@ -191,8 +183,8 @@ def bench_products(problem, blocks=(1, 10, 20), reps: int = 3):
         rows.append(
             dict(
                 block=b,
-                graph=best(lambda V=V: op.matmat(V)) / tg / b,
-                forward_over_reverse=best(lambda Vt=Vt: fwd_rev(Vt)) / tg / b,
+                graph=best_time(lambda V=V: op.matmat(V), reps) / tg / b,
+                forward_over_reverse=best_time(lambda Vt=Vt: fwd_rev(Vt), reps) / tg / b,
                 max_rel_difference=err,
             )
         )
@@ -235,6 +227,15 @@ def top_k_residual(problem, theta, V):
     return float((torch.linalg.vector_norm(HV - V * rq, dim=0) / rq.abs()).max())
 
 
+def md_table(intro: str | None, header: list[str], rows: list[list]) -> list[str]:
+    """Lines of a Markdown table (after a blank line and an optional intro paragraph)."""
+    lines = [""] + ([intro, ""] if intro else [])
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    lines += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--problems", default="digits-mlp,mlp-eos")
@@ -262,23 +263,10 @@ def main(argv=None) -> int:
             lr_factor=lr_factor,
         )
         ee = bench_exp_euler(problem, k=10, steps=args.ee_steps, lr=1.0)
-        ee_paper = bench_exp_euler(
-            problem,
-            k=10,
-            steps=args.ee_steps,
-            lr=1.0,
-            method="block_power",
-            criterion="eigenvalue_change",
-            tol=1e-3,
-        )
-        ee_loose = bench_exp_euler(
-            problem,
-            k=10,
-            steps=args.ee_steps,
-            lr=1.0,
-            method="block_power",
-            criterion="eigenvalue_change",
-            tol=1e-2,
+        paper = dict(method="block_power", criterion="eigenvalue_change")
+        ee_paper, ee_loose = (
+            bench_exp_euler(problem, k=10, steps=args.ee_steps, lr=1.0, tol=tol, **paper)
+            for tol in (1e-3, 1e-2)
         )
         results[name] = dict(
             P=problem.size,
@@ -301,62 +289,63 @@ def main(argv=None) -> int:
         "",
         f"torch {meta['torch']}, {meta['threads']} threads, {meta['date']}. "
         f"Command: `python benchmarks/bench_run.py {meta['argv']}`.",
-        "",
-        "| problem | P | N | full probe (top-20 + projections + 3 ΔL), warm: grad. equiv. | products | cold | target |",
-        "|---|---|---|---|---|---|---|",
     ]
+    probe_rows, block_rows, product_rows, step_rows = [], [], [], []
     for name, r in results.items():
         p = r["probe"]
-        lines.append(
-            f"| {name} | {r['P']:,} | {r['N']} | {p['warm_mean_grad_equiv']:.1f} | "
-            f"{p['warm_mean_matvecs']:.0f} | {p['cold']['grad_equiv']:.1f} | ≤ 30 |"
+        probe_rows.append(
+            [name, f"{r['P']:,}", r["N"], f"{p['warm_mean_grad_equiv']:.1f}"]
+            + [f"{p['warm_mean_matvecs']:.0f}", f"{p['cold']['grad_equiv']:.1f}", "≤ 30"]
         )
-    lines += [
-        "",
-        "The cheapest warm probe (one block product of the previous probe's 25-vector block, "
-        "Rayleigh–Ritz, nothing verified), from the same start as each warm probe above:",
-        "",
-        "| problem | grad. equiv. | products | max relative residual | max eigenvalue error ÷ λ_1 |",
-        "|---|---|---|---|---|",
-    ]
-    for name, r in results.items():
-        p = r["probe"]
-        lines.append(
-            f"| {name} | {p['one_block_mean_grad_equiv']:.1f} | {p['one_block_matvecs']} | "
-            f"{p['one_block_max_rel_residual']:.1e} | {p['one_block_max_lambda_error']:.1e} |"
+        block_rows.append(
+            [name, f"{p['one_block_mean_grad_equiv']:.1f}", p["one_block_matvecs"]]
+            + [f"{p['one_block_max_rel_residual']:.1e}", f"{p['one_block_max_lambda_error']:.1e}"]
         )
-    lines += [
-        "",
-        "One Hessian-vector product per vector ÷ one gradient (at θ_0), by algorithm and block "
-        "size:",
-        "",
-        "| problem | block | graph (the library's) | forward-over-reverse, vmapped | max relative difference |",
-        "|---|---|---|---|---|",
-    ]
-    for name, r in results.items():
         for q in r["products"]:
-            lines.append(
-                f"| {name} | {q['block']} | {q['graph']:.2f} | {q['forward_over_reverse']:.2f} | "
-                f"{q['max_rel_difference']:.0e} |"
+            product_rows.append(
+                [name, q["block"], f"{q['graph']:.2f}", f"{q['forward_over_reverse']:.2f}"]
+                + [f"{q['max_rel_difference']:.0e}"]
             )
-    lines += [
-        "",
-        f"Exponential-Euler step (k = 10), mean over {args.ee_steps} steps:",
-        "",
-        "| problem | eigensolve | grad. equiv. per step | products | after the first step | max relative residual of the k vectors | final loss | target |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, r in results.items():
         for label, e in (
             ("Lanczos, residual 1e-6 (default)", r["exp_euler"]),
             ("block power, eigenvalue change 1e-3 (Lowell 2024 §7.1)", r["exp_euler_paper"]),
             ("block power, eigenvalue change 1e-2", r["exp_euler_loose"]),
         ):
-            lines.append(
-                f"| {name} | {label} | {e['mean_grad_equiv']:.1f} | {e['mean_matvecs']:.1f} | "
-                f"{e['mean_grad_equiv_after_first']:.1f} | {e['max_rel_residual']:.1e} | "
-                f"{e['final_loss']:.6g} | ≤ 15 |"
+            step_rows.append(
+                [name, label, f"{e['mean_grad_equiv']:.1f}", f"{e['mean_matvecs']:.1f}"]
+                + [f"{e['mean_grad_equiv_after_first']:.1f}", f"{e['max_rel_residual']:.1e}"]
+                + [f"{e['final_loss']:.6g}", "≤ 15"]
             )
+    tables = [
+        (
+            None,
+            ["problem", "P", "N", "full probe (top-20 + projections + 3 ΔL), warm: grad. equiv."]
+            + ["products", "cold", "target"],
+            probe_rows,
+        ),
+        (
+            "The cheapest warm probe (one block product of the previous probe's 25-vector block, "
+            "Rayleigh–Ritz, nothing verified), from the same start as each warm probe above:",
+            ["problem", "grad. equiv.", "products", "max relative residual"]
+            + ["max eigenvalue error ÷ λ_1"],
+            block_rows,
+        ),
+        (
+            "One Hessian-vector product per vector ÷ one gradient (at θ_0), by algorithm and "
+            "block size:",
+            ["problem", "block", "graph (the library's)", "forward-over-reverse, vmapped"]
+            + ["max relative difference"],
+            product_rows,
+        ),
+        (
+            f"Exponential-Euler step (k = 10), mean over {args.ee_steps} steps:",
+            ["problem", "eigensolve", "grad. equiv. per step", "products", "after the first step"]
+            + ["max relative residual of the k vectors", "final loss", "target"],
+            step_rows,
+        ),
+    ]
+    for intro, header, rows in tables:
+        lines += md_table(intro, header, rows)
     md = "\n".join(lines) + "\n"
     (out / f"run-costs-{stamp}.md").write_text(md)
     print(md)
