@@ -17,10 +17,11 @@ Two figures, each measured side by side with the gradient of the same problem in
 
 Two more measurements bound what any probe or step can cost, for the issue's targets:
 
-3. Alongside every warm probe, the cheapest probe there is: one block product of the previous
+3. Alongside every warm probe, a one-block probe: one block product of the previous verified
    probe's block and a Rayleigh–Ritz step (``method="block_power", max_iter=1``: 20 pairs +
    5 guard columns, nothing verified), with its largest relative residual and its largest
-   eigenvalue error against the verified probe at the same θ.
+   eigenvalue error against the verified probe at the same θ (a best case: a run of such
+   probes would start from its own unverified blocks).
 4. The cost of one Hessian-vector product per vector, in blocks of 1, 10 and 20, by the
    library's algorithm (one backward pass over the cached graph of g per vector, ``METHODS.md``
    §1) and by forward-over-reverse differentiation vectorised over the block
@@ -324,15 +325,18 @@ def main(argv=None) -> int:
             probe_rows,
         ),
         (
-            "The cheapest warm probe (one block product of the previous probe's 25-vector block, "
-            "Rayleigh–Ritz, nothing verified), from the same start as each warm probe above:",
+            "A one-block warm probe (one product of the previous verified probe's 25-vector "
+            "block, Rayleigh–Ritz, nothing verified), from the same start as each warm probe "
+            "above; a run of such probes would start from unverified blocks, so its errors are a "
+            "best case:",
             ["problem", "grad. equiv.", "products", "max relative residual"]
             + ["max eigenvalue error ÷ λ_1"],
             block_rows,
         ),
         (
             "One Hessian-vector product per vector ÷ one gradient (at θ_0), by algorithm and "
-            "block size:",
+            "block size (the graph's build, one gradient, is not timed in its column; "
+            "forward-over-reverse rebuilds g in every call):",
             ["problem", "block", "graph (the library's)", "forward-over-reverse, vmapped"]
             + ["max relative difference"],
             product_rows,

@@ -66,8 +66,8 @@ def test_cpu_experiment_builds_and_its_probe_fits(path):
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_data_options_are_the_loaders_keywords(path):
-    """Every data.options of a file binds to its loader's signature (typos fail here, not
-    after a GPU job has been queued); full files name data that is not installed here."""
+    """Every data.options of a file binds to its loader's signature: no unknown keyword and
+    no missing required argument (fails here, not after a GPU job has been queued)."""
     import inspect
 
     from eoslab.data import DATASETS
@@ -76,6 +76,10 @@ def test_data_options_are_the_loaders_keywords(path):
     sweep, base_dir = load_sweep(path)
     for _, raw in expand(sweep, base_dir):
         data = parse_config(raw).data
-        params = inspect.signature(DATASETS[data.name]).parameters
+        signature = inspect.signature(DATASETS[data.name])
+        params = signature.parameters
+        assert not any(p.kind is p.VAR_KEYWORD for p in params.values()), data.name
         unknown = sorted(set(data.options) - set(params))
         assert not unknown, f"{data.name} loader takes no {unknown}"
+        extra = {"dtype": None} if "dtype" in params else {}  # what build_data adds
+        signature.bind(**data.options, **extra)  # a missing required argument fails here

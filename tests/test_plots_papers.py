@@ -568,9 +568,16 @@ def test_table1_selection_options(runs, root, tmp_path):
     )
     assert row in text.splitlines() and "Probes: t ≥ 0.2." in text
     assert "Probes: every probe." in TABLES["l22_table1"](hand, min_rho=None)
-    for bad in (-1, "3", math.inf, True):
-        with pytest.raises(ValueError, match="min_time must be a non-negative number"):
-            TABLES["l22_table1"](hand, min_time=bad)
+    # a numeric threshold is used as given: ρ_9 > 0.4 keeps probes 0–3 (ρ = 0.5 too) ...
+    text = TABLES["l22_table1"](hand, min_rho=0.4)
+    top4 = np.array([9.0, 0.002, 0.004, 0.006])
+    assert f"| {top4.mean():.4g} ({top4.std(ddof=1):.4g}) |" in text and "| 4 |" in text
+    # ... and a NaN ρ (negative λ) fails every number, 0 included
+    assert text.count("| 4 |") == 1 and "| 4 |" in TABLES["l22_table1"](hand, min_rho=0)
+    for name in ("min_time", "min_rho"):
+        for bad in (-1, "3", math.inf, True):
+            with pytest.raises(ValueError, match=f"{name} must be a non-negative number"):
+                TABLES["l22_table1"](hand, **{name: bad})
     # the same through `eoslab plot --kw`
     from eoslab.cli import main
 
@@ -585,6 +592,11 @@ def test_table1_selection_options(runs, root, tmp_path):
         main([*args, "--kw", "min_time"])
     with pytest.raises(SystemExit, match="min_time must be a non-negative number"):
         main([*args, "--kw", "min_time=-2"])
+    for bad in ("min_time=", "min_time=[", "min_rho=abc"):
+        with pytest.raises(SystemExit, match="needs a number or none"):
+            main([*args, "--kw", bad])
+    assert main([*args, "--kw", "min_rho=null", "--kw", "min_time=2e-1"]) == 0
+    assert row in (out / "l22_table1.md").read_text().splitlines()
     with pytest.raises(SystemExit, match="go to one table"):
         main(["plot", hand_dir, "--kw", "min_time=1", "--out", str(out)])
 

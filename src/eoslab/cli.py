@@ -225,19 +225,17 @@ def _plot(args: argparse.Namespace) -> int:
 def _table_options(pairs: list[str], names: list[str], tables) -> dict:
     """``--kw KEY=VALUE`` options of ``eoslab plot`` for the one table named by ``--figure``.
 
-    Values are read as YAML scalars (``3`` → 3; ``none`` or ``null`` → None). Errors name the
-    option.
+    Values: ``none`` or ``null`` → None, else an int (``3``) or a float (``0.5``, ``1e-2``);
+    anything else, or an empty value, is an error naming the option.
     """
     if not pairs:
         return {}
     import inspect
 
-    import yaml
-
     if len(names) != 1 or names[0] not in tables:
         raise SystemExit(
             "eoslab plot: --kw options go to one table; name it with --figure (e.g. "
-            "--figure l22_table1 --kw min_time=3)"
+            "--figure l22_table1 --kw min_rho=none --kw min_time=3)"
         )
     params = inspect.signature(tables[names[0]].func).parameters
     known = [p.name for p in params.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
@@ -249,8 +247,21 @@ def _table_options(pairs: list[str], names: list[str], tables) -> dict:
         if key not in known:
             have = ", ".join(known) or "none"
             raise SystemExit(f"eoslab plot: {names[0]} has no option {key!r}; its options: {have}")
-        options[key] = None if raw.strip().lower() == "none" else yaml.safe_load(raw)
+        options[key] = _number_or_none(key, raw)
     return options
+
+
+def _number_or_none(key: str, raw: str):
+    """``none``/``null`` → None, else int or float; SystemExit naming ``key`` otherwise."""
+    text = raw.strip()
+    if text.lower() in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    raise SystemExit(f"eoslab plot: --kw {key} needs a number or none, got {raw!r}")
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -981,8 +981,9 @@ def _table1_entry(
 ) -> dict[str, float] | None:
     """Mean and sample std (ddof = 1) of ΔL_top, ΔL_bulk over the selected probes.
 
-    A probe is kept when ρ_{n_c−1} > ``min_rho`` (None: no condition on ρ; a NaN ρ, i.e. a
-    negative λ, never passes) and its flow time t ≥ ``min_time`` (None: every t).
+    A probe is kept when ρ_{n_c−1} > ``min_rho`` (a NaN ρ, i.e. a negative λ, never passes
+    a number; None: no condition on ρ, NaN included) and its flow time t ≥ ``min_time``
+    (None: every t).
     """
     rows = [r for r in run.probes if "dL_top" in r and "dL_bulk" in r]
     keep = np.ones(len(rows), dtype=bool)
@@ -1045,7 +1046,8 @@ def l22_table1(
         The Markdown table.
 
     Raises:
-        ValueError: if no run has the data, or an option is negative or not a number.
+        ValueError: if no run has the data, or an option is not a finite non-negative number
+            (booleans included) or None.
     """
     for name, value in (("min_rho", min_rho), ("min_time", min_time)):
         if value is not None and (
