@@ -118,7 +118,7 @@ def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9)
             converged=bool(res.metrics["eig_converged"]),
             lambda_1=res.metrics["lambda_1"],
         )
-        if v0 is not None:  # the cheapest warm probe, from the same start block
+        if v0 is not None:  # a one-block warm probe, from the same start block
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
