@@ -39,9 +39,11 @@ from eoslab.problem import Problem
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from timing import best_time, clock, describe_device  # noqa: E402  (benchmarks/timing.py)
 
-def build_problem(name: str, dtype: torch.dtype) -> Problem:
-    """The benchmark problems, seeded."""
+
+def build_problem(name: str, dtype: torch.dtype, device: str = "cpu") -> Problem:
+    """The benchmark problems, seeded (data drawn on the CPU, so every device gets the same)."""
     torch.manual_seed(0)
     if name == "mlp-small":
         ds = load_dataset("digits").subset(512, seed=0).flatten().standardize().to(dtype=dtype)
@@ -54,18 +56,8 @@ def build_problem(name: str, dtype: torch.dtype) -> Problem:
         y = torch.randint(0, 10, (256,), generator=g)
     else:
         raise ValueError(f"unknown problem {name!r}")
-    return Problem(model.to(dtype), "cross_entropy", X.to(dtype), y)
-
-
-def best_time(fn, reps: int = 3) -> float:
-    """Minimum wall time of ``reps`` calls after one warm-up call."""
-    fn()
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return min(out)
+    model = model.to(device=device, dtype=dtype)
+    return Problem(model, "cross_entropy", X.to(device=device, dtype=dtype), y.to(device))
 
 
 def reference(problem: Problem, theta: torch.Tensor, k: int) -> np.ndarray:
@@ -97,12 +89,12 @@ def gd(problem: Problem, theta: torch.Tensor, lr: float, steps: int) -> torch.Te
 
 
 def run_ours(problem, theta, k, ref, v0=None, method="lobpcg"):
-    t0 = time.perf_counter()
+    t0 = clock()
     H = HessianOperator(problem, theta)  # building the graph is part of the cost
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = eigsh(H, k, method=method, which="LA", v0=v0, seed=0)
-    sec = time.perf_counter() - t0
+    sec = clock() - t0
     return dict(
         seconds=sec,
         n_matvecs=res.n_matvecs,
@@ -127,8 +119,11 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--methods", default="lanczos,lobpcg", help="eoslab solvers to time (comma-separated)"
     )
+    ap.add_argument("--device", default="cpu", help="torch device of every solver: cpu, cuda")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: CUDA is not available here")
 
     try:
         import peers  # benchmarks/peers.py
@@ -143,6 +138,7 @@ def main(argv=None) -> int:
         threads=torch.get_num_threads(),
         machine=platform.machine(),
         processor=platform.processor() or platform.machine(),
+        device=describe_device(args.device),
         date=time.strftime("%Y-%m-%d %H:%M"),
         argv=" ".join(sys.argv[1:] if argv is None else argv),
         peers={p: peers.peer_version(p) for p in available} if peers else {},
@@ -150,7 +146,7 @@ def main(argv=None) -> int:
     for item in args.problems.split(","):
         name, dt = item.split(":")
         dtype = {"f32": torch.float32, "f64": torch.float64}[dt]
-        problem = build_problem(name, dtype)
+        problem = build_problem(name, dtype, args.device)
         theta0 = problem.initial_theta()
         lam1 = reference(problem, theta0, 1)[0]
         lr = float(1.0 / lam1)
@@ -160,9 +156,8 @@ def main(argv=None) -> int:
             row = dict(problem=name, dtype=dt, state=state, P=problem.size, lr=lr)
             tg = best_time(lambda pb=problem, th=theta: pb.loss_and_gradient(th))
             H = HessianOperator(problem, theta)
-            V = torch.randn(
-                20, problem.size, dtype=dtype, generator=torch.Generator().manual_seed(1)
-            ).T
+            gen = torch.Generator().manual_seed(1)
+            V = torch.randn(20, problem.size, dtype=dtype, generator=gen).T.to(args.device)
             t1 = best_time(lambda H=H, V=V: H.matmat(V[:, :1]))
             t20 = best_time(lambda H=H, V=V: H.matmat(V), reps=2)
             row.update(grad_s=tg, hvp_single_x=t1 / tg, hvp_block20_per_vec_x=t20 / 20 / tg)
@@ -216,7 +211,8 @@ def render_markdown(meta, rows) -> str:
     lines = [
         "# Curvature benchmark",
         "",
-        f"torch {meta['torch']}, {meta['threads']} threads, {meta['processor']}, {meta['date']}; "
+        f"torch {meta['torch']}, {meta.get('device', 'cpu')}, {meta['threads']} threads, "
+        f"{meta['processor']}, {meta['date']}; "
         f"peers: {meta['peers'] or 'none installed'}.",
         f"Command: `python benchmarks/bench_curvature.py {meta.get('argv', '')}` (`make bench` runs all).",
         "",

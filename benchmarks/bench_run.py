@@ -55,14 +55,21 @@ from eoslab.run import parse_config
 from eoslab.run.build import build
 
 HERE = Path(__file__).resolve().parent
-METHOD = "lanczos"  # eigensolver of the probes (lobpcg measured slower warm: 124 vs 110 products)
 sys.path.insert(0, str(HERE))
 
+from timing import clock, describe_device  # noqa: E402  (benchmarks/timing.py)
 
-def build_problem(name: str):
+#: Eigensolver of the probes unless --probe-method says otherwise (on digits-mlp lobpcg
+#: measured more products warm: 124 vs 110).
+METHOD = "lanczos"
+
+
+def build_problem(name: str, device: str = "cpu"):
+    """(problem, number of classes, η·λ_1(θ_0)) of a benchmark problem on ``device``."""
     if name == "digits-mlp":
         cfg = parse_config(
             {
+                "device": device,
                 "data": {"n_train": 1000},
                 "model": {
                     "width": 200,
@@ -77,7 +84,7 @@ def build_problem(name: str):
         from bench_curvature import build_problem as curvature_problem
 
         # η = 1/λ_1(θ_0) as in bench_curvature: 1.9/λ_1 diverges on this CE problem
-        return curvature_problem("mlp-eos", torch.float64), 10, 1.0
+        return curvature_problem("mlp-eos", torch.float64, device), 10, 1.0
     raise ValueError(f"unknown problem {name!r}")
 
 
@@ -85,13 +92,13 @@ def grad_seconds(problem, theta, reps: int = 5) -> float:
     problem.loss_and_gradient(theta)
     best = float("inf")
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock()
         problem.loss_and_gradient(theta)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return best
 
 
-def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9):
+def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9, method=METHOD):
     theta0 = problem.initial_theta()
     lam1 = eigsh(HessianOperator(problem, theta0), 1).eigenvalues[0].item()
     lr = lr_factor / lam1
@@ -99,16 +106,16 @@ def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9)
     theta = theta0
     for _ in range(warmup_steps):
         theta = theta - lr * problem.gradient(theta)
-    suite = ProbeSuite(k=k, n_classes=n_classes, method=METHOD)
+    suite = ProbeSuite(k=k, n_classes=n_classes, method=method)
     one_block = ProbeSuite(k=k, n_classes=n_classes, method="block_power", max_iter=1)
     rows, v0 = [], None
     for i in range(n_probes + 1):
         tg = grad_seconds(problem, theta)
-        t0 = time.perf_counter()
+        t0 = clock()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = suite(problem, theta, lr=lr, threshold=2 / lr, theta0=theta0, v0=v0)
-        sec = time.perf_counter() - t0
+        sec = clock() - t0
         row = dict(
             warm=i > 0,
             seconds=sec,
@@ -119,13 +126,13 @@ def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9)
             lambda_1=res.metrics["lambda_1"],
         )
         if v0 is not None:  # a one-block warm probe, from the same start block
-            t0 = time.perf_counter()
+            t0 = clock()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 fast = one_block(problem, theta, lr=lr, threshold=2 / lr, theta0=theta0, v0=v0)
             lam = res.eig.eigenvalues
             row["one_block"] = dict(
-                grad_equiv=(time.perf_counter() - t0) / tg,
+                grad_equiv=(clock() - t0) / tg,
                 n_matvecs=fast.n_matvecs,
                 max_rel_residual=fast.metrics["eig_residual_max"],
                 max_lambda_error=float(((fast.eig.eigenvalues - lam).abs() / lam[0].abs()).max()),
@@ -159,7 +166,7 @@ def bench_products(problem, blocks=(1, 10, 20), reps: int = 3):
     of ``jvp(grad(L))`` at θ, one call per block (it recomputes g's graph each call, so its
     time includes that). Both give H V to round-off (checked).
     """
-    from bench_curvature import best_time
+    from timing import best_time
     from torch.func import grad, jvp, vmap
 
     theta = problem.initial_theta()
@@ -199,11 +206,11 @@ def bench_exp_euler(problem, *, k, steps, lr, **solver):
     tg = grad_seconds(problem, theta)
     secs, mvs, rres = [], [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0 = clock()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             r = integ.step(problem, theta, state)
-        secs.append(time.perf_counter() - t0)
+        secs.append(clock() - t0)
         mvs.append(r.n_matvecs)
         rres.append(top_k_residual(problem, theta, r.state["exp_euler_v"][:, :k]))
         theta, state = r.theta, r.state
@@ -243,9 +250,15 @@ def main(argv=None) -> int:
     ap.add_argument("--probes", type=int, default=5, help="warm probes measured")
     ap.add_argument("--warmup-steps", type=int, default=200)
     ap.add_argument("--ee-steps", type=int, default=30, help="exponential-Euler steps")
+    ap.add_argument("--probe-method", default=METHOD, help="eigensolver of the probes")
+    ap.add_argument("--device", default="cpu", help="torch device of every problem: cpu, cuda")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: CUDA is not available here")
     meta = dict(
+        device=describe_device(args.device),
+        probe_method=args.probe_method,
         torch=torch.__version__,
         threads=torch.get_num_threads(),
         machine=platform.machine(),
@@ -254,7 +267,7 @@ def main(argv=None) -> int:
     )
     results = {}
     for name in args.problems.split(","):
-        problem, n_c, lr_factor = build_problem(name)
+        problem, n_c, lr_factor = build_problem(name, args.device)
         probe = bench_probe(
             problem,
             n_c,
@@ -262,6 +275,7 @@ def main(argv=None) -> int:
             n_probes=args.probes,
             warmup_steps=args.warmup_steps,
             lr_factor=lr_factor,
+            method=args.probe_method,
         )
         ee = bench_exp_euler(problem, k=10, steps=args.ee_steps, lr=1.0)
         paper = dict(method="block_power", criterion="eigenvalue_change")
@@ -288,7 +302,8 @@ def main(argv=None) -> int:
     lines = [
         "# Run-loop costs in gradient equivalents",
         "",
-        f"torch {meta['torch']}, {meta['threads']} threads, {meta['date']}. "
+        f"torch {meta['torch']}, {meta['device']}, {meta['date']}; probe eigensolver "
+        f"{meta['probe_method']}. "
         f"Command: `python benchmarks/bench_run.py {meta['argv']}`.",
     ]
     probe_rows, block_rows, product_rows, step_rows = [], [], [], []
