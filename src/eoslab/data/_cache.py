@@ -3,7 +3,7 @@
 A cache file ``NAME.npz`` has a sibling ``NAME.npz.sha256`` in ``sha256sum`` format. Both are
 written through temporary files and renames, so a killed process never leaves a half-written
 cache that looks valid; reads verify the checksum first and load with ``allow_pickle=False``.
-Used by the Dice generator and the SST token embeddings.
+Used by the Dice generator and the SST token embeddings, under :func:`default_cache_dir`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from eoslab.data._download import file_digest
+
+
+def default_cache_dir() -> Path:
+    """``$EOSLAB_CACHE`` if set and non-empty, else ``~/.cache/eoslab``."""
+    env = os.environ.get("EOSLAB_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "eoslab"
 
 
 def checksum_path(path: Path) -> Path:

@@ -68,14 +68,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from eoslab.data._cache import read_checksummed_npz, write_checksummed_npz
+from eoslab.data._cache import default_cache_dir, read_checksummed_npz, write_checksummed_npz
 from eoslab.data.base import Dataset, Provenance
 
 __all__ = [
@@ -545,12 +544,6 @@ def dice_split_indices(n_per_class: int, *, seed: int = 0) -> tuple[np.ndarray, 
 
 
 # ---------------------------------------------------------------------- cache
-
-
-def default_cache_dir() -> Path:
-    """``$EOSLAB_CACHE`` if set and non-empty, else ``~/.cache/eoslab``."""
-    env = os.environ.get("EOSLAB_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "eoslab"
 
 
 def dice_cache_path(

@@ -65,7 +65,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eoslab.data._cache import read_checksummed_npz, write_checksummed_npz
+from eoslab.data._cache import default_cache_dir, read_checksummed_npz, write_checksummed_npz
 
 __all__ = [
     "CACHE_VERSION",
@@ -269,12 +269,6 @@ def _load(info: EncoderInfo, device: torch.device):
 
 
 # ---------------------------------------------------------------------- cache
-
-
-def default_cache_dir() -> Path:
-    """``$EOSLAB_CACHE`` if set and non-empty, else ``~/.cache/eoslab``."""
-    env = os.environ.get("EOSLAB_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "eoslab"
 
 
 def corpus_checksum(texts: Sequence[str]) -> str:
