@@ -39,7 +39,7 @@ from eoslab.problem import Problem
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from timing import best_time, clock, describe_device  # noqa: E402  (benchmarks/timing.py)
+from timing import best_time, clock, describe_device, select_device  # noqa: E402  (benchmarks/timing.py)
 
 
 def build_problem(name: str, dtype: torch.dtype, device: str = "cpu") -> Problem:
@@ -122,8 +122,10 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="torch device of every solver: cpu, cuda")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
-        ap.error(f"--device {args.device}: CUDA is not available here")
+    try:
+        select_device(args.device)
+    except ValueError as err:
+        ap.error(str(err))
 
     try:
         import peers  # benchmarks/peers.py
@@ -208,10 +210,11 @@ def main(argv=None) -> int:
 
 
 def render_markdown(meta, rows) -> str:
+    device = meta.get("device", f"{meta['threads']} threads")  # older files: no device
     lines = [
         "# Curvature benchmark",
         "",
-        f"torch {meta['torch']}, {meta.get('device', 'cpu')}, {meta['threads']} threads, "
+        f"torch {meta['torch']}, {device}, "
         f"{meta['processor']}, {meta['date']}; "
         f"peers: {meta['peers'] or 'none installed'}.",
         f"Command: `python benchmarks/bench_curvature.py {meta.get('argv', '')}` (`make bench` runs all).",

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from eoslab.dynamics import ExponentialEuler
-from eoslab.eigen import eigsh
+from eoslab.eigen import SOLVERS, eigsh
 from eoslab.linalg import HessianOperator
 from eoslab.probes import ProbeSuite
 from eoslab.run import parse_config
@@ -57,10 +57,9 @@ from eoslab.run.build import build
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from timing import clock, describe_device  # noqa: E402  (benchmarks/timing.py)
+from timing import clock, describe_device, select_device  # noqa: E402  (benchmarks/timing.py)
 
-#: Eigensolver of the probes unless --probe-method says otherwise (on digits-mlp lobpcg
-#: measured more products warm: 124 vs 110).
+#: Eigensolver of the probes unless --probe-method says otherwise.
 METHOD = "lanczos"
 
 
@@ -250,12 +249,16 @@ def main(argv=None) -> int:
     ap.add_argument("--probes", type=int, default=5, help="warm probes measured")
     ap.add_argument("--warmup-steps", type=int, default=200)
     ap.add_argument("--ee-steps", type=int, default=30, help="exponential-Euler steps")
-    ap.add_argument("--probe-method", default=METHOD, help="eigensolver of the probes")
+    ap.add_argument(
+        "--probe-method", default=METHOD, choices=sorted(SOLVERS), help="eigensolver of the probes"
+    )
     ap.add_argument("--device", default="cpu", help="torch device of every problem: cpu, cuda")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
-        ap.error(f"--device {args.device}: CUDA is not available here")
+    try:
+        select_device(args.device)
+    except ValueError as err:
+        ap.error(str(err))
     meta = dict(
         device=describe_device(args.device),
         probe_method=args.probe_method,

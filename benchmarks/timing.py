@@ -11,11 +11,29 @@ import time
 
 import torch
 
-__all__ = ["best_time", "clock", "describe_device", "synchronize"]
+__all__ = ["best_time", "clock", "describe_device", "select_device", "synchronize"]
+
+
+def select_device(name: str) -> torch.device:
+    """The benchmark's device, made CUDA's current device so that :func:`clock` waits for it.
+
+    Raises:
+        ValueError: naming the problem, for a string that is not a device or for CUDA asked
+            for without a GPU.
+    """
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"--device {name!r}: {err}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available here")
+        torch.cuda.set_device(dev)
+    return dev
 
 
 def synchronize() -> None:
-    """Wait for all queued CUDA work; nothing to wait for on a CPU-only process."""
+    """Wait for the queued work of CUDA's current device (set by :func:`select_device`)."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
 

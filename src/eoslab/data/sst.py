@@ -69,8 +69,9 @@ import numpy as np
 import torch
 
 from eoslab.data import _download
+from eoslab.data._cache import default_cache_dir
 from eoslab.data.base import Dataset, Provenance
-from eoslab.data.embed import default_cache_dir, embed_corpus
+from eoslab.data.embed import embed_corpus
 
 __all__ = [
     "BINARY_CLASSES",
