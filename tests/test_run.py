@@ -313,6 +313,11 @@ def test_probe_k_must_cover_the_top_subspace(tmp_path):
         run(cfg_of(data__classes=None), tmp_path / "r", progress=False)
 
 
+def test_unknown_probe_method_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"probe: unknown eigensolver method='qr'.*'auto'"):
+        run(cfg_of(probe__method="qr"), tmp_path / "r", progress=False)
+
+
 def test_eigenvalue_change_needs_block_power():
     with pytest.raises(ConfigError, match="eig_criterion"):
         cfg_of(optimizer={"name": "exp_euler", "lr": 1.0, "eig_criterion": "eigenvalue_change"})
