@@ -6,10 +6,13 @@ Two figures, each measured side by side with the gradient of the same problem in
    previous probe, the top/bulk gradient projections and the three real loss changes ΔL_top,
    ΔL_bulk, ΔL_full (``METHODS.md`` §3). The trajectory is GD at η = 1.9/λ_1(θ_0) on
    digits-mlp (so it sharpens to the edge of stability; 1/λ_1 on mlp-eos, where 1.9/λ_1
-   diverges); probes are 1/η steps apart, as in the paper.
+   diverges); probes are 1/η steps apart, as in the paper. Each eigensolver of
+   ``--probe-methods`` (Lanczos, LOBPCG, and "auto" = Lanczos cold, LOBPCG warm) probes the
+   same θ, each warm-started from its own previous probe.
 2. An exponential-Euler step (k = 10, ``METHODS.md`` §7) averaged over a run of steps,
-   each warm-started from the previous step's eigenvectors, with two eigensolves: the
-   default (Lanczos, every pair verified to a relative residual of 1e-6) and Lowell 2024
+   each warm-started from the previous step's eigenvectors, with these eigensolves: the
+   default (Lanczos, every pair verified to a relative residual of 1e-6), LOBPCG at the same
+   residual, and Lowell 2024
    §7.1's procedure (block power iteration stopped when the eigenvalues changed by less than
    1e-3·max|Λ| from the previous step's, ``eig_method: block_power``,
    ``eig_criterion: eigenvalue_change``), with its largest relative residual reported so the
@@ -51,6 +54,7 @@ from eoslab.dynamics import ExponentialEuler
 from eoslab.eigen import SOLVERS, eigsh
 from eoslab.linalg import HessianOperator
 from eoslab.probes import ProbeSuite
+from eoslab.probes.suite import AUTO
 from eoslab.run import parse_config
 from eoslab.run.build import build
 
@@ -59,8 +63,10 @@ sys.path.insert(0, str(HERE))
 
 from timing import clock, describe_device, select_device  # noqa: E402  (benchmarks/timing.py)
 
-#: Eigensolver of the probes unless --probe-method says otherwise.
+#: Eigensolvers of the probes, compared side by side, unless --probe-methods says otherwise
+#: ("auto": Lanczos cold, LOBPCG warm, the probes' default).
 METHOD = "lanczos"
+PROBE_METHODS = ("lanczos", "lobpcg", "auto")
 
 
 def build_problem(name: str, device: str = "cpu"):
@@ -97,7 +103,12 @@ def grad_seconds(problem, theta, reps: int = 5) -> float:
     return best
 
 
-def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9, method=METHOD):
+def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9, methods=(METHOD,)):
+    """Cold and warm probes of each eigensolver in ``methods``, side by side at the same θ.
+
+    Every method keeps its own warm-start block; the one-block probe starts from the first
+    method's verified block.
+    """
     theta0 = problem.initial_theta()
     lam1 = eigsh(HessianOperator(problem, theta0), 1).eigenvalues[0].item()
     lr = lr_factor / lam1
@@ -105,55 +116,76 @@ def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9,
     theta = theta0
     for _ in range(warmup_steps):
         theta = theta - lr * problem.gradient(theta)
-    suite = ProbeSuite(k=k, n_classes=n_classes, method=method)
+    suites = {m: ProbeSuite(k=k, n_classes=n_classes, method=m) for m in methods}
     one_block = ProbeSuite(k=k, n_classes=n_classes, method="block_power", max_iter=1)
-    rows, v0 = [], None
+    rows = {m: [] for m in methods}
+    v0 = dict.fromkeys(methods)
+    blocks = []
     for i in range(n_probes + 1):
         tg = grad_seconds(problem, theta)
-        t0 = clock()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = suite(problem, theta, lr=lr, threshold=2 / lr, theta0=theta0, v0=v0)
-        sec = clock() - t0
-        row = dict(
-            warm=i > 0,
-            seconds=sec,
-            grad_s=tg,
-            grad_equiv=sec / tg,
-            n_matvecs=res.n_matvecs,
-            converged=bool(res.metrics["eig_converged"]),
-            lambda_1=res.metrics["lambda_1"],
-        )
-        if v0 is not None:  # a one-block warm probe, from the same start block
+        verified = {}
+        for m, suite in suites.items():
             t0 = clock()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                fast = one_block(problem, theta, lr=lr, threshold=2 / lr, theta0=theta0, v0=v0)
-            lam = res.eig.eigenvalues
-            row["one_block"] = dict(
-                grad_equiv=(clock() - t0) / tg,
-                n_matvecs=fast.n_matvecs,
-                max_rel_residual=fast.metrics["eig_residual_max"],
-                max_lambda_error=float(((fast.eig.eigenvalues - lam).abs() / lam[0].abs()).max()),
+                res = suite(problem, theta, lr=lr, threshold=2 / lr, theta0=theta0, v0=v0[m])
+            sec = clock() - t0
+            rows[m].append(
+                dict(
+                    warm=i > 0,
+                    solver=res.eig.method,
+                    seconds=sec,
+                    grad_s=tg,
+                    grad_equiv=sec / tg,
+                    n_matvecs=res.n_matvecs,
+                    converged=bool(res.metrics["eig_converged"]),
+                    lambda_1=res.metrics["lambda_1"],
+                )
             )
-        v0 = res.eig.warm_start
-        rows.append(row)
+            verified[m] = res
+        first = methods[0]
+        if v0[first] is not None:  # a one-block warm probe, from the same start block
+            t0 = clock()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fast = one_block(
+                    problem, theta, lr=lr, threshold=2 / lr, theta0=theta0, v0=v0[first]
+                )
+            lam = verified[first].eig.eigenvalues
+            blocks.append(
+                dict(
+                    grad_equiv=(clock() - t0) / tg,
+                    n_matvecs=fast.n_matvecs,
+                    max_rel_residual=fast.metrics["eig_residual_max"],
+                    max_lambda_error=float(
+                        ((fast.eig.eigenvalues - lam).abs() / lam[0].abs()).max()
+                    ),
+                )
+            )
+        v0 = {m: r.eig.warm_start for m, r in verified.items()}
         for _ in range(every):
             theta = theta - lr * problem.gradient(theta)
-    warm = [r for r in rows if r["warm"]]
-    blocks = [r["one_block"] for r in warm]
+
+    def summary(method_rows):
+        warm = [r for r in method_rows if r["warm"]]
+        return dict(
+            cold=method_rows[0],
+            warm_mean_grad_equiv=float(np.mean([r["grad_equiv"] for r in warm])),
+            warm_mean_matvecs=float(np.mean([r["n_matvecs"] for r in warm])),
+            all_converged=all(r["converged"] for r in method_rows),
+            warm=warm,
+        )
+
     return dict(
         lr=lr,
         probe_every=every,
         k=k,
-        cold=rows[0],
-        warm_mean_grad_equiv=float(np.mean([r["grad_equiv"] for r in warm])),
-        warm_mean_matvecs=float(np.mean([r["n_matvecs"] for r in warm])),
+        methods={m: summary(r) for m, r in rows.items()},
+        one_block_method=methods[0],
         one_block_mean_grad_equiv=float(np.mean([b["grad_equiv"] for b in blocks])),
         one_block_matvecs=blocks[0]["n_matvecs"],
         one_block_max_rel_residual=float(max(b["max_rel_residual"] for b in blocks)),
         one_block_max_lambda_error=float(max(b["max_lambda_error"] for b in blocks)),
-        warm=warm,
     )
 
 
@@ -250,7 +282,10 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup-steps", type=int, default=200)
     ap.add_argument("--ee-steps", type=int, default=30, help="exponential-Euler steps")
     ap.add_argument(
-        "--probe-method", default=METHOD, choices=sorted(SOLVERS), help="eigensolver of the probes"
+        "--probe-methods",
+        default=",".join(PROBE_METHODS),
+        help="eigensolvers of the probes, compared side by side (comma-separated; "
+        f"{', '.join(sorted(SOLVERS))} or auto)",
     )
     ap.add_argument("--device", default="cpu", help="torch device of every problem: cpu, cuda")
     ap.add_argument("--out", default=str(HERE / "results"))
@@ -259,9 +294,16 @@ def main(argv=None) -> int:
         select_device(args.device)
     except ValueError as err:
         ap.error(str(err))
+    methods = [m for m in args.probe_methods.split(",") if m]
+    unknown = sorted(set(methods) - set(SOLVERS) - {AUTO})
+    if not methods or unknown:
+        ap.error(
+            f"--probe-methods: unknown {unknown or 'none given'}; choose from "
+            f"{sorted(SOLVERS) + [AUTO]}"
+        )
     meta = dict(
         device=describe_device(args.device),
-        probe_method=args.probe_method,
+        probe_methods=methods,
         torch=torch.__version__,
         threads=torch.get_num_threads(),
         machine=platform.machine(),
@@ -278,9 +320,10 @@ def main(argv=None) -> int:
             n_probes=args.probes,
             warmup_steps=args.warmup_steps,
             lr_factor=lr_factor,
-            method=args.probe_method,
+            methods=methods,
         )
         ee = bench_exp_euler(problem, k=10, steps=args.ee_steps, lr=1.0)
+        ee_lobpcg = bench_exp_euler(problem, k=10, steps=args.ee_steps, lr=1.0, method="lobpcg")
         paper = dict(method="block_power", criterion="eigenvalue_change")
         ee_paper, ee_loose = (
             bench_exp_euler(problem, k=10, steps=args.ee_steps, lr=1.0, tol=tol, **paper)
@@ -291,6 +334,7 @@ def main(argv=None) -> int:
             N=problem.N,
             probe=probe,
             exp_euler=ee,
+            exp_euler_lobpcg=ee_lobpcg,
             exp_euler_paper=ee_paper,
             exp_euler_loose=ee_loose,
             products=bench_products(problem),
@@ -305,19 +349,22 @@ def main(argv=None) -> int:
     lines = [
         "# Run-loop costs in gradient equivalents",
         "",
-        f"torch {meta['torch']}, {meta['device']}, {meta['date']}; probe eigensolver "
-        f"{meta['probe_method']}. "
+        f"torch {meta['torch']}, {meta['device']}, {meta['date']}. "
         f"Command: `python benchmarks/bench_run.py {meta['argv']}`.",
     ]
     probe_rows, block_rows, product_rows, step_rows = [], [], [], []
     for name, r in results.items():
         p = r["probe"]
-        probe_rows.append(
-            [name, f"{r['P']:,}", r["N"], f"{p['warm_mean_grad_equiv']:.1f}"]
-            + [f"{p['warm_mean_matvecs']:.0f}", f"{p['cold']['grad_equiv']:.1f}", "≤ 30"]
-        )
+        for method, q in p["methods"].items():
+            label = "auto (Lanczos cold, LOBPCG warm)" if method == AUTO else method
+            probe_rows.append(
+                [name, label, f"{r['P']:,}", r["N"], f"{q['warm_mean_grad_equiv']:.1f}"]
+                + [f"{q['warm_mean_matvecs']:.0f}", f"{q['cold']['grad_equiv']:.1f}"]
+                + [q["cold"]["n_matvecs"], "yes" if q["all_converged"] else "no", "≤ 30"]
+            )
         block_rows.append(
-            [name, f"{p['one_block_mean_grad_equiv']:.1f}", p["one_block_matvecs"]]
+            [name, p["one_block_method"], f"{p['one_block_mean_grad_equiv']:.1f}"]
+            + [p["one_block_matvecs"]]
             + [f"{p['one_block_max_rel_residual']:.1e}", f"{p['one_block_max_lambda_error']:.1e}"]
         )
         for q in r["products"]:
@@ -327,6 +374,7 @@ def main(argv=None) -> int:
             )
         for label, e in (
             ("Lanczos, residual 1e-6 (default)", r["exp_euler"]),
+            ("LOBPCG, residual 1e-6", r["exp_euler_lobpcg"]),
             ("block power, eigenvalue change 1e-3 (Lowell 2024 §7.1)", r["exp_euler_paper"]),
             ("block power, eigenvalue change 1e-2", r["exp_euler_loose"]),
         ):
@@ -337,17 +385,19 @@ def main(argv=None) -> int:
             )
     tables = [
         (
-            None,
-            ["problem", "P", "N", "full probe (top-20 + projections + 3 ΔL), warm: grad. equiv."]
-            + ["products", "cold", "target"],
+            f"Full probes (top-20 + projections + 3 ΔL), {args.probes} warm ones 1/η steps apart "
+            "after a cold one, every eigensolver at the same θ; eigenpairs verified to a "
+            "relative residual of 1e-4:",
+            ["problem", "eigensolver", "P", "N", "warm: grad. equiv.", "products"]
+            + ["cold: grad. equiv.", "products", "all converged", "target"],
             probe_rows,
         ),
         (
             "A one-block warm probe (one product of the previous verified probe's 25-vector "
             "block, Rayleigh–Ritz, nothing verified), from the same start as each warm probe "
-            "above; a run of such probes would start from unverified blocks, so its errors are a "
-            "best case:",
-            ["problem", "grad. equiv.", "products", "max relative residual"]
+            "above (of the eigensolver named); a run of such probes would start from unverified "
+            "blocks, so its errors are a best case:",
+            ["problem", "block from", "grad. equiv.", "products", "max relative residual"]
             + ["max eigenvalue error ÷ λ_1"],
             block_rows,
         ),
