@@ -7,8 +7,8 @@ Two figures, each measured side by side with the gradient of the same problem in
    ΔL_bulk, ΔL_full (``METHODS.md`` §3). The trajectory is GD at η = 1.9/λ_1(θ_0) on
    digits-mlp (so it sharpens to the edge of stability; 1/λ_1 on mlp-eos, where 1.9/λ_1
    diverges); probes are 1/η steps apart, as in the paper. Each eigensolver of
-   ``--probe-methods`` (Lanczos, LOBPCG, and "auto" = Lanczos cold, LOBPCG warm) probes the
-   same θ, each warm-started from its own previous probe.
+   ``--probe-methods`` (default Lanczos and LOBPCG) probes the same θ, each warm-started from
+   its own previous probe.
 2. An exponential-Euler step (k = 10, ``METHODS.md`` §7) averaged over a run of steps,
    each warm-started from the previous step's eigenvectors, with these eigensolves: the
    default (Lanczos, every pair verified to a relative residual of 1e-6), LOBPCG at the same
@@ -54,7 +54,6 @@ from eoslab.dynamics import ExponentialEuler
 from eoslab.eigen import SOLVERS, eigsh
 from eoslab.linalg import HessianOperator
 from eoslab.probes import ProbeSuite
-from eoslab.probes.suite import AUTO
 from eoslab.run import parse_config
 from eoslab.run.build import build
 
@@ -64,9 +63,9 @@ sys.path.insert(0, str(HERE))
 from timing import clock, describe_device, select_device  # noqa: E402  (benchmarks/timing.py)
 
 #: Eigensolvers of the probes, compared side by side, unless --probe-methods says otherwise
-#: ("auto": Lanczos cold, LOBPCG warm, the probes' default).
+#: (the first is the probes' default).
 METHOD = "lanczos"
-PROBE_METHODS = ("lanczos", "lobpcg", "auto")
+PROBE_METHODS = (METHOD, "lobpcg")
 
 
 def build_problem(name: str, device: str = "cpu"):
@@ -285,7 +284,7 @@ def main(argv=None) -> int:
         "--probe-methods",
         default=",".join(PROBE_METHODS),
         help="eigensolvers of the probes, compared side by side (comma-separated; "
-        f"{', '.join(sorted(SOLVERS))} or auto)",
+        f"of {', '.join(sorted(SOLVERS))})",
     )
     ap.add_argument("--device", default="cpu", help="torch device of every problem: cpu, cuda")
     ap.add_argument("--out", default=str(HERE / "results"))
@@ -295,11 +294,10 @@ def main(argv=None) -> int:
     except ValueError as err:
         ap.error(str(err))
     methods = [m for m in args.probe_methods.split(",") if m]
-    unknown = sorted(set(methods) - set(SOLVERS) - {AUTO})
+    unknown = sorted(set(methods) - set(SOLVERS))
     if not methods or unknown:
         ap.error(
-            f"--probe-methods: unknown {unknown or 'none given'}; choose from "
-            f"{sorted(SOLVERS) + [AUTO]}"
+            f"--probe-methods: unknown {unknown or 'none given'}; choose from {sorted(SOLVERS)}"
         )
     meta = dict(
         device=describe_device(args.device),
@@ -356,9 +354,8 @@ def main(argv=None) -> int:
     for name, r in results.items():
         p = r["probe"]
         for method, q in p["methods"].items():
-            label = "auto (Lanczos cold, LOBPCG warm)" if method == AUTO else method
             probe_rows.append(
-                [name, label, f"{r['P']:,}", r["N"], f"{q['warm_mean_grad_equiv']:.1f}"]
+                [name, method, f"{r['P']:,}", r["N"], f"{q['warm_mean_grad_equiv']:.1f}"]
                 + [f"{q['warm_mean_matvecs']:.0f}", f"{q['cold']['grad_equiv']:.1f}"]
                 + [q["cold"]["n_matvecs"], "yes" if q["all_converged"] else "no", "≤ 30"]
             )

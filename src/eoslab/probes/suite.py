@@ -20,13 +20,7 @@ from eoslab.probes.projections import projection_metrics
 from eoslab.probes.spectrum import eig_quality_metrics, spectrum_metrics
 from eoslab.problem import Problem
 
-__all__ = ["AUTO", "DEFAULT_TOL", "ProbeResult", "ProbeSuite"]
-
-#: ``method`` that picks the eigensolver by start: Lanczos for a cold probe (no ``v0``),
-#: LOBPCG for a warm one. A single Krylov space reuses a warm block only through one start
-#: vector, while LOBPCG's first Rayleigh–Ritz step uses all of it (``eoslab.eigen``'s
-#: docstrings; measured by ``benchmarks/bench_run.py``).
-AUTO = "auto"
+__all__ = ["DEFAULT_TOL", "ProbeResult", "ProbeSuite"]
 
 #: Relative residual tolerance of the probe eigensolve, ‖H h − λ h‖ ≤ tol·|λ|. By Bauer–Fike
 #: each λ_i is then within tol·|λ_i| of an eigenvalue (ρ_i to four digits, far below the
@@ -90,8 +84,7 @@ class ProbeSuite:
         n_classes: number of classes n_c; None: the problem's number of outputs (equal to n_c
             for the cross-entropy and one-hot MSE criteria), read at call time.
         tol: relative residual tolerance of the eigensolve (see :data:`DEFAULT_TOL`).
-        method: eigensolver, a key of :data:`eoslab.eigen.SOLVERS` (always ``which='LA'``),
-            or :data:`AUTO`: Lanczos when cold, LOBPCG when warm-started.
+        method: eigensolver, a key of :data:`eoslab.eigen.SOLVERS` (always ``which='LA'``).
         max_iter: the solver's ``max_iter``; None: the solver's own default.
         seed: seed of the solver's random start (used when no ``v0`` is given).
         spectrum: emit λ_i, ρ_i and the sharpness.
@@ -127,9 +120,9 @@ class ProbeSuite:
             _check_int("n_classes", n_classes, low=2)
         if not (isinstance(tol, (int, float)) and 0 < tol < 1):
             raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
-        if method != AUTO and method not in SOLVERS:
+        if method not in SOLVERS:
             raise ValueError(
-                f"unknown eigensolver method={method!r}; choose one of {sorted(SOLVERS) + [AUTO]}"
+                f"unknown eigensolver method={method!r}; choose one of {sorted(SOLVERS)}"
             )
         if max_iter is not None:
             _check_int("max_iter", max_iter, low=1)
@@ -145,12 +138,6 @@ class ProbeSuite:
         self.projections = bool(projections)
         self.loss_changes = bool(loss_changes)
         self.test_problem = test_problem
-
-    def solver(self, v0: torch.Tensor | None) -> str:
-        """The eigensolver of a probe with this warm start: ``method``, :data:`AUTO` resolved."""
-        if self.method != AUTO:
-            return self.method
-        return "lanczos" if v0 is None else "lobpcg"
 
     @property
     def needs_eigensolve(self) -> bool:
@@ -223,7 +210,7 @@ class ProbeSuite:
             options = {"which": "LA", "v0": v0, "tol": self.tol, "seed": self.seed}
             if self.max_iter is not None:
                 options["max_iter"] = self.max_iter
-            eig = eigsh(op, self.k, method=self.solver(v0), **options)
+            eig = eigsh(op, self.k, method=self.method, **options)
             del op  # the graph of g is not needed any more
         else:
             loss, g = problem.loss_and_gradient(theta)
@@ -250,7 +237,7 @@ class ProbeSuite:
         if eig is not None and not eig.all_converged:
             n_bad = int((~eig.converged).sum())
             warnings.warn(
-                f"probe eigensolve ({eig.method}, tol={self.tol:g}) left {n_bad} of {eig.k} "
+                f"probe eigensolve ({self.method}, tol={self.tol:g}) left {n_bad} of {eig.k} "
                 f"eigenpairs unconverged (max relative residual "
                 f"{metrics['eig_residual_max']:.2e}); values kept, eig_converged = 0",
                 NonConvergenceWarning,

@@ -136,11 +136,9 @@ class ProbeConfig(_Section):
     least 1). ``dense_every``/``dense_until``: additionally every ``dense_every`` steps while
     step < ``dense_until``. ``k``: eigenpairs per probe; ``n_top``: size of the top subspace
     (None → n_classes − 1). ``enabled: false`` records only the per-step metrics.
-    ``method``: the eigensolver (a key of ``eoslab.eigen.SOLVERS``, or ``auto``: Lanczos for
-    the first probe, LOBPCG for the warm-started ones). ``gauss_newton: true`` adds λ_1 of
-    G and H − G, per-layer sharpness and ζ (``METHODS.md`` §4) to every probe,
-    ``layerwise: true`` the layerwise decomposition of an MLP (§5); both can instead run
-    afterwards on snapshots with ``eoslab analyze``.
+    ``gauss_newton: true`` adds λ_1 of G and H − G, per-layer sharpness and ζ
+    (``METHODS.md`` §4) to every probe, ``layerwise: true`` the layerwise decomposition of
+    an MLP (§5); both can instead run afterwards on snapshots with ``eoslab analyze``.
     """
 
     enabled: bool = True
