@@ -313,9 +313,21 @@ def test_probe_k_must_cover_the_top_subspace(tmp_path):
         run(cfg_of(data__classes=None), tmp_path / "r", progress=False)
 
 
-def test_unknown_probe_method_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="probe: unknown eigensolver method='qr'"):
-        run(cfg_of(probe__method="qr"), tmp_path / "r", progress=False)
+def test_config_eigensolver_names_are_the_solvers():
+    """The config's Literal lists stay in step with ``eoslab.eigen.SOLVERS``."""
+    from typing import get_args
+
+    from eoslab.eigen import SOLVERS
+    from eoslab.run.config import OptimizerConfig, ProbeConfig
+
+    for field in (ProbeConfig.model_fields["method"], OptimizerConfig.model_fields["eig_method"]):
+        assert set(get_args(field.annotation)) == set(SOLVERS)
+
+
+def test_unknown_probe_method_is_a_config_error():
+    """Named when the config is read, before a run directory exists."""
+    with pytest.raises(ConfigError, match=r"probe\.method.*'lanczos'"):
+        cfg_of(probe__method="qr")
 
 
 def test_eigenvalue_change_needs_block_power():

@@ -148,7 +148,7 @@ class ProbeConfig(_Section):
     k: int = Field(20, ge=1)
     n_top: int | None = Field(None, ge=1)
     tol: float = Field(1e-4, gt=0.0)
-    method: str = "lanczos"
+    method: Literal["lanczos", "lobpcg", "block_power", "arpack"] = "lanczos"
     max_iter: int | None = Field(None, ge=1)
     projections: bool = True
     loss_changes: bool = True

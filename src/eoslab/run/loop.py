@@ -201,21 +201,18 @@ def _run(cfg: RunConfig, store: RunStore, *, progress: bool) -> dict[str, Any]:
     P = problem.size
     p = cfg.probe
     check_probe(cfg, built)
-    try:
-        suite = ProbeSuite(
-            k=min(p.k, P),
-            n_top=p.n_top,
-            n_classes=built.n_classes,
-            tol=p.tol,
-            method=p.method,
-            max_iter=p.max_iter,
-            seed=0,
-            projections=p.projections,
-            loss_changes=p.loss_changes,
-            test_problem=built.test_problem,
-        )
-    except ValueError as err:  # e.g. an unknown probe.method, named before any step runs
-        raise ConfigError(f"probe: {err}") from None
+    suite = ProbeSuite(
+        k=min(p.k, P),
+        n_top=p.n_top,
+        n_classes=built.n_classes,
+        tol=p.tol,
+        method=p.method,
+        max_iter=p.max_iter,
+        seed=0,
+        projections=p.projections,
+        loss_changes=p.loss_changes,
+        test_problem=built.test_problem,
+    )
     every = cfg.probe_every()
     gn_probe = GaussNewtonProbe(tol=p.gn_tol, seed=0) if p.gauss_newton else None
     model = problem.model
