@@ -2,8 +2,8 @@
 
 Two figures, each measured side by side with the gradient of the same problem in one process:
 
-1. A full Lowell-2022 probe, warm: top-k Hessian eigenpairs (k = 20) warm-started from the
-   previous probe, the top/bulk gradient projections and the three real loss changes ΔL_top,
+1. A full Lowell-2022 probe, cold and warm: top-k Hessian eigenpairs (k = 20), warm-started
+   from the previous probe, the top/bulk gradient projections and the three real loss changes ΔL_top,
    ΔL_bulk, ΔL_full (``METHODS.md`` §3). The trajectory is GD at η = 1.9/λ_1(θ_0) on
    digits-mlp (so it sharpens to the edge of stability; 1/λ_1 on mlp-eos, where 1.9/λ_1
    diverges); probes are 1/η steps apart, as in the paper. Each eigensolver of
@@ -21,7 +21,7 @@ Two figures, each measured side by side with the gradient of the same problem in
 Two more measurements bound what any probe or step can cost, for the issue's targets:
 
 3. Alongside every warm probe, a one-block probe: one block product of the previous verified
-   probe's block and a Rayleigh–Ritz step (``method="block_power", max_iter=1``: 20 pairs +
+   probe's block (of the first eigensolver of ``--probe-methods``) and a Rayleigh–Ritz step (``method="block_power", max_iter=1``: 20 pairs +
    5 guard columns, nothing verified), with its largest relative residual and its largest
    eigenvalue error against the verified probe at the same θ (a best case: a run of such
    probes would start from its own unverified blocks).
@@ -30,8 +30,10 @@ Two more measurements bound what any probe or step can cost, for the issue's tar
    §1) and by forward-over-reverse differentiation vectorised over the block
    (``torch.func.vmap`` of ``jvp(grad)``, which shares the primal passes across the block).
 
-"Gradient equivalents" = seconds ÷ (seconds of one ``loss_and_gradient`` at the same θ, best
-of 5). Results go to ``benchmarks/results/run-costs-*.{json,md}``.
+"Gradient equivalents" = seconds ÷ the fastest timing of one ``loss_and_gradient`` (best of 5
+at each of many θ of the problem: every probe point, the start and end of each
+exponential-Euler run; the cost of a gradient does not depend on θ, and one unit for all rows
+keeps a timing slowed by the machine from distorting a single row). Results go to ``benchmarks/results/run-costs-*.{json,md}``.
 
 Problems: ``digits-mlp`` (the demo network: 64→2×200 tanh→10, MSE, 1,000 digits, float64)
 and ``mlp-eos`` (3072→5×512 ELU→10, CE, 256 Gaussian inputs, float64; heavy).
@@ -93,6 +95,7 @@ def build_problem(name: str, device: str = "cpu"):
 
 
 def grad_seconds(problem, theta, reps: int = 5) -> float:
+    """Best of ``reps`` timed ``loss_and_gradient`` calls at θ, after one untimed call."""
     problem.loss_and_gradient(theta)
     best = float("inf")
     for _ in range(reps):
@@ -102,11 +105,41 @@ def grad_seconds(problem, theta, reps: int = 5) -> float:
     return best
 
 
-def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9, methods=(METHOD,)):
-    """Cold and warm probes of each eigensolver in ``methods``, side by side at the same θ.
+class GradTimer:
+    """Gradient timings of one problem, sampled at many θ; :attr:`best` is the unit of cost.
 
-    Every method keeps its own warm-start block; the one-block probe starts from the first
-    method's verified block.
+    A gradient of a fixed network and data set costs the same at every θ, so every cost of a
+    problem is divided by the fastest sample taken anywhere in its benchmark: one unit for all
+    rows, which a sample slowed by the machine cannot inflate.
+    """
+
+    def __init__(self, problem):
+        self.problem = problem
+        self.samples: list[float] = []
+
+    def sample(self, theta) -> None:
+        """Add the best-of-5 gradient time at θ."""
+        self.samples.append(grad_seconds(self.problem, theta))
+
+    @property
+    def best(self) -> float:
+        """The fastest sample: seconds of one gradient equivalent."""
+        return min(self.samples)
+
+
+def _probe_quietly(suite, problem, theta, *, lr, theta0, v0):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return suite(problem, theta, lr=lr, threshold=2 / lr, theta0=theta0, v0=v0)
+
+
+def bench_probe(problem, n_classes, timer, *, k, n_probes, warmup_steps, lr_factor, methods):
+    """Seconds of cold and warm probes of each eigensolver in ``methods`` at the same θ.
+
+    Every method keeps its own warm-start block. The order of the methods rotates from probe
+    to probe, and an untimed one-block probe at the first θ takes the first-call costs, so
+    no method is favoured by its place. The one-block probe starts from the first method's
+    verified block.
     """
     theta0 = problem.initial_theta()
     lam1 = eigsh(HessianOperator(problem, theta0), 1).eigenvalues[0].item()
@@ -117,43 +150,35 @@ def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9,
         theta = theta - lr * problem.gradient(theta)
     suites = {m: ProbeSuite(k=k, n_classes=n_classes, method=m) for m in methods}
     one_block = ProbeSuite(k=k, n_classes=n_classes, method="block_power", max_iter=1)
+    _probe_quietly(one_block, problem, theta, lr=lr, theta0=theta0, v0=None)  # untimed
     rows = {m: [] for m in methods}
     v0 = dict.fromkeys(methods)
     blocks = []
+    first = methods[0]
     for i in range(n_probes + 1):
-        tg = grad_seconds(problem, theta)
+        timer.sample(theta)
         verified = {}
-        for m, suite in suites.items():
+        for m in methods[i % len(methods) :] + methods[: i % len(methods)]:
             t0 = clock()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res = suite(problem, theta, lr=lr, threshold=2 / lr, theta0=theta0, v0=v0[m])
-            sec = clock() - t0
+            res = _probe_quietly(suites[m], problem, theta, lr=lr, theta0=theta0, v0=v0[m])
             rows[m].append(
                 dict(
                     warm=i > 0,
-                    solver=res.eig.method,
-                    seconds=sec,
-                    grad_s=tg,
-                    grad_equiv=sec / tg,
+                    seconds=clock() - t0,
                     n_matvecs=res.n_matvecs,
                     converged=bool(res.metrics["eig_converged"]),
                     lambda_1=res.metrics["lambda_1"],
                 )
             )
             verified[m] = res
-        first = methods[0]
         if v0[first] is not None:  # a one-block warm probe, from the same start block
             t0 = clock()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fast = one_block(
-                    problem, theta, lr=lr, threshold=2 / lr, theta0=theta0, v0=v0[first]
-                )
+            fast = _probe_quietly(one_block, problem, theta, lr=lr, theta0=theta0, v0=v0[first])
+            seconds = clock() - t0
             lam = verified[first].eig.eigenvalues
             blocks.append(
                 dict(
-                    grad_equiv=(clock() - t0) / tg,
+                    seconds=seconds,
                     n_matvecs=fast.n_matvecs,
                     max_rel_residual=fast.metrics["eig_residual_max"],
                     max_lambda_error=float(
@@ -164,8 +189,15 @@ def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9,
         v0 = {m: r.eig.warm_start for m, r in verified.items()}
         for _ in range(every):
             theta = theta - lr * problem.gradient(theta)
+    return dict(lr=lr, probe_every=every, k=k, rows=rows, blocks=blocks, first=first)
+
+
+def probe_costs(raw: dict, tg: float) -> dict:
+    """:func:`bench_probe`'s seconds in gradient equivalents (÷ ``tg``), summarised."""
 
     def summary(method_rows):
+        for r in method_rows:
+            r["grad_equiv"] = r["seconds"] / tg
         warm = [r for r in method_rows if r["warm"]]
         return dict(
             cold=method_rows[0],
@@ -175,21 +207,23 @@ def bench_probe(problem, n_classes, *, k, n_probes, warmup_steps, lr_factor=1.9,
             warm=warm,
         )
 
+    blocks = raw["blocks"]
     return dict(
-        lr=lr,
-        probe_every=every,
-        k=k,
-        methods={m: summary(r) for m, r in rows.items()},
-        one_block_method=methods[0],
-        one_block_mean_grad_equiv=float(np.mean([b["grad_equiv"] for b in blocks])),
+        lr=raw["lr"],
+        probe_every=raw["probe_every"],
+        k=raw["k"],
+        methods={m: summary(r) for m, r in raw["rows"].items()},
+        one_block_method=raw["first"],
+        one_block_mean_grad_equiv=float(np.mean([b["seconds"] for b in blocks]) / tg),
         one_block_matvecs=blocks[0]["n_matvecs"],
         one_block_max_rel_residual=float(max(b["max_rel_residual"] for b in blocks)),
         one_block_max_lambda_error=float(max(b["max_lambda_error"] for b in blocks)),
+        blocks=blocks,
     )
 
 
-def bench_products(problem, blocks=(1, 10, 20), reps: int = 3):
-    """Seconds per Hessian-vector product ÷ one gradient, by algorithm and block size.
+def bench_products(problem, timer, blocks=(1, 10, 20), reps: int = 3):
+    """Seconds per Hessian-vector product, by algorithm and block size (÷ ``tg`` later).
 
     ``graph``: the library's :class:`HessianOperator` (graph of g built once, not timed
     here; one backward pass per vector). ``forward_over_reverse``: ``vmap`` over the block
@@ -200,7 +234,7 @@ def bench_products(problem, blocks=(1, 10, 20), reps: int = 3):
     from torch.func import grad, jvp, vmap
 
     theta = problem.initial_theta()
-    tg = grad_seconds(problem, theta)
+    timer.sample(theta)
     op = HessianOperator(problem, theta)
     chunks = list(problem.chunks())
 
@@ -221,19 +255,28 @@ def bench_products(problem, blocks=(1, 10, 20), reps: int = 3):
         rows.append(
             dict(
                 block=b,
-                graph=best_time(lambda V=V: op.matmat(V), reps) / tg / b,
-                forward_over_reverse=best_time(lambda Vt=Vt: fwd_rev(Vt), reps) / tg / b,
+                graph_seconds=best_time(lambda V=V: op.matmat(V), reps) / b,
+                forward_over_reverse_seconds=best_time(lambda Vt=Vt: fwd_rev(Vt), reps) / b,
                 max_rel_difference=err,
             )
         )
     return rows
 
 
-def bench_exp_euler(problem, *, k, steps, lr, **solver):
+def product_costs(rows: list[dict], tg: float) -> list[dict]:
+    """:func:`bench_products`' seconds per vector in gradient equivalents (÷ ``tg``)."""
+    for r in rows:
+        r["graph"] = r["graph_seconds"] / tg
+        r["forward_over_reverse"] = r["forward_over_reverse_seconds"] / tg
+    return rows
+
+
+def bench_exp_euler(problem, timer, *, k, steps, lr, **solver):
+    """Seconds of ``steps`` exponential-Euler steps from θ_0 with the given eigensolve."""
     integ = ExponentialEuler(lr, k=k, **solver)
     theta = problem.initial_theta()
     state = integ.init_state(problem, theta)
-    tg = grad_seconds(problem, theta)
+    timer.sample(theta)
     secs, mvs, rres = [], [], []
     for _ in range(steps):
         t0 = clock()
@@ -244,17 +287,26 @@ def bench_exp_euler(problem, *, k, steps, lr, **solver):
         mvs.append(r.n_matvecs)
         rres.append(top_k_residual(problem, theta, r.state["exp_euler_v"][:, :k]))
         theta, state = r.theta, r.state
+    timer.sample(theta)
     return dict(
         k=k,
         lr=lr,
         steps=steps,
-        grad_s=tg,
-        first_step_grad_equiv=secs[0] / tg,
-        mean_grad_equiv=float(np.mean(secs) / tg),
-        mean_grad_equiv_after_first=float(np.mean(secs[1:]) / tg),
+        seconds=secs,
         mean_matvecs=float(np.mean(mvs)),
         max_rel_residual=float(np.max(rres)),
         final_loss=float(problem.loss(theta)),
+    )
+
+
+def exp_euler_costs(raw: dict, tg: float) -> dict:
+    """:func:`bench_exp_euler`'s seconds in gradient equivalents (÷ ``tg``)."""
+    secs = raw["seconds"]
+    return dict(
+        raw,
+        first_step_grad_equiv=secs[0] / tg,
+        mean_grad_equiv=float(np.mean(secs) / tg),
+        mean_grad_equiv_after_first=float(np.mean(secs[1:]) / tg),
     )
 
 
@@ -277,9 +329,9 @@ def md_table(intro: str | None, header: list[str], rows: list[list]) -> list[str
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--problems", default="digits-mlp,mlp-eos")
-    ap.add_argument("--probes", type=int, default=5, help="warm probes measured")
+    ap.add_argument("--probes", type=int, default=5, help="warm probes measured (≥ 1)")
     ap.add_argument("--warmup-steps", type=int, default=200)
-    ap.add_argument("--ee-steps", type=int, default=30, help="exponential-Euler steps")
+    ap.add_argument("--ee-steps", type=int, default=30, help="exponential-Euler steps (≥ 2)")
     ap.add_argument(
         "--probe-methods",
         default=",".join(PROBE_METHODS),
@@ -293,12 +345,16 @@ def main(argv=None) -> int:
         select_device(args.device)
     except ValueError as err:
         ap.error(str(err))
-    methods = [m for m in args.probe_methods.split(",") if m]
+    if args.probes < 1:
+        ap.error(f"--probes: at least 1 warm probe, got {args.probes}")
+    if args.ee_steps < 2:
+        ap.error(f"--ee-steps: at least 2 (the first step is reported apart), got {args.ee_steps}")
+    methods = list(dict.fromkeys(m.strip() for m in args.probe_methods.split(",") if m.strip()))
     unknown = sorted(set(methods) - set(SOLVERS))
-    if not methods or unknown:
-        ap.error(
-            f"--probe-methods: unknown {unknown or 'none given'}; choose from {sorted(SOLVERS)}"
-        )
+    if not methods:
+        ap.error(f"--probe-methods: no eigensolver given; choose from {sorted(SOLVERS)}")
+    if unknown:
+        ap.error(f"--probe-methods: unknown {unknown}; choose from {sorted(SOLVERS)}")
     meta = dict(
         device=describe_device(args.device),
         probe_methods=methods,
@@ -311,31 +367,43 @@ def main(argv=None) -> int:
     results = {}
     for name in args.problems.split(","):
         problem, n_c, lr_factor = build_problem(name, args.device)
+        timer = GradTimer(problem)
         probe = bench_probe(
             problem,
             n_c,
+            timer,
             k=20,
             n_probes=args.probes,
             warmup_steps=args.warmup_steps,
             lr_factor=lr_factor,
             methods=methods,
         )
-        ee = bench_exp_euler(problem, k=10, steps=args.ee_steps, lr=1.0)
-        ee_lobpcg = bench_exp_euler(problem, k=10, steps=args.ee_steps, lr=1.0, method="lobpcg")
-        paper = dict(method="block_power", criterion="eigenvalue_change")
-        ee_paper, ee_loose = (
-            bench_exp_euler(problem, k=10, steps=args.ee_steps, lr=1.0, tol=tol, **paper)
-            for tol in (1e-3, 1e-2)
-        )
+        steps = {}
+        for key, solver in (
+            ("exp_euler", {}),
+            ("exp_euler_lobpcg", dict(method="lobpcg")),
+            (
+                "exp_euler_paper",
+                dict(method="block_power", criterion="eigenvalue_change", tol=1e-3),
+            ),
+            (
+                "exp_euler_loose",
+                dict(method="block_power", criterion="eigenvalue_change", tol=1e-2),
+            ),
+        ):
+            steps[key] = bench_exp_euler(
+                problem, timer, k=10, steps=args.ee_steps, lr=1.0, **solver
+            )
+        products = bench_products(problem, timer)
+        tg = timer.best
         results[name] = dict(
             P=problem.size,
             N=problem.N,
-            probe=probe,
-            exp_euler=ee,
-            exp_euler_lobpcg=ee_lobpcg,
-            exp_euler_paper=ee_paper,
-            exp_euler_loose=ee_loose,
-            products=bench_products(problem),
+            grad_s=tg,
+            grad_s_samples=timer.samples,
+            probe=probe_costs(probe, tg),
+            **{key: exp_euler_costs(raw, tg) for key, raw in steps.items()},
+            products=product_costs(products, tg),
         )
         print(json.dumps({name: {k: v for k, v in results[name].items()}}, default=float))
     out = Path(args.out)
@@ -349,6 +417,10 @@ def main(argv=None) -> int:
         "",
         f"torch {meta['torch']}, {meta['device']}, {meta['date']}. "
         f"Command: `python benchmarks/bench_run.py {meta['argv']}`.",
+        "",
+        "One gradient equivalent (the fastest gradient timing of each problem): "
+        + ", ".join(f"{name} {r['grad_s']:.4f} s" for name, r in results.items())
+        + ".",
     ]
     probe_rows, block_rows, product_rows, step_rows = [], [], [], []
     for name, r in results.items():
@@ -382,9 +454,9 @@ def main(argv=None) -> int:
             )
     tables = [
         (
-            f"Full probes (top-20 + projections + 3 ΔL), {args.probes} warm ones 1/η steps apart "
-            "after a cold one, every eigensolver at the same θ; eigenpairs verified to a "
-            "relative residual of 1e-4:",
+            f"Full probes (top-20 + projections + 3 ΔL): a cold one, then {args.probes} warm "
+            f"one{'s' if args.probes > 1 else ''} 1/η steps apart (mean), every eigensolver at "
+            "the same θ in rotating order; eigenpairs verified to a relative residual of 1e-4:",
             ["problem", "eigensolver", "P", "N", "warm: grad. equiv.", "products"]
             + ["cold: grad. equiv.", "products", "all converged", "target"],
             probe_rows,
