@@ -62,12 +62,25 @@ from eoslab.run.build import build
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from timing import clock, describe_device, select_device  # noqa: E402  (benchmarks/timing.py)
+from timing import best_time, clock, describe_device, select_device  # noqa: E402
 
 #: Eigensolvers of the probes, compared side by side, unless --probe-methods says otherwise
 #: (the first is the probes' default).
 METHOD = "lanczos"
 PROBE_METHODS = (METHOD, "lobpcg")
+
+#: The exponential-Euler eigensolves compared: (result key, table label, solver options).
+_PAPER = dict(method="block_power", criterion="eigenvalue_change")
+EXP_EULER_VARIANTS = (
+    ("exp_euler", "Lanczos, residual 1e-6 (default)", {}),
+    ("exp_euler_lobpcg", "LOBPCG, residual 1e-6", dict(method="lobpcg")),
+    (
+        "exp_euler_paper",
+        "block power, eigenvalue change 1e-3 (Lowell 2024 §7.1)",
+        dict(_PAPER, tol=1e-3),
+    ),
+    ("exp_euler_loose", "block power, eigenvalue change 1e-2", dict(_PAPER, tol=1e-2)),
+)
 
 
 def build_problem(name: str, device: str = "cpu"):
@@ -94,17 +107,6 @@ def build_problem(name: str, device: str = "cpu"):
     raise ValueError(f"unknown problem {name!r}")
 
 
-def grad_seconds(problem, theta, reps: int = 5) -> float:
-    """Best of ``reps`` timed ``loss_and_gradient`` calls at θ, after one untimed call."""
-    problem.loss_and_gradient(theta)
-    best = float("inf")
-    for _ in range(reps):
-        t0 = clock()
-        problem.loss_and_gradient(theta)
-        best = min(best, clock() - t0)
-    return best
-
-
 class GradTimer:
     """Gradient timings of one problem, sampled at many θ; :attr:`best` is the unit of cost.
 
@@ -118,8 +120,8 @@ class GradTimer:
         self.samples: list[float] = []
 
     def sample(self, theta) -> None:
-        """Add the best-of-5 gradient time at θ."""
-        self.samples.append(grad_seconds(self.problem, theta))
+        """Add the best of 5 timed gradients at θ (after one untimed call)."""
+        self.samples.append(best_time(lambda: self.problem.loss_and_gradient(theta), reps=5))
 
     @property
     def best(self) -> float:
@@ -230,7 +232,6 @@ def bench_products(problem, timer, blocks=(1, 10, 20), reps: int = 3):
     of ``jvp(grad(L))`` at θ, one call per block (it recomputes g's graph each call, so its
     time includes that). Both give H V to round-off (checked).
     """
-    from timing import best_time
     from torch.func import grad, jvp, vmap
 
     theta = problem.initial_theta()
@@ -378,22 +379,10 @@ def main(argv=None) -> int:
             lr_factor=lr_factor,
             methods=methods,
         )
-        steps = {}
-        for key, solver in (
-            ("exp_euler", {}),
-            ("exp_euler_lobpcg", dict(method="lobpcg")),
-            (
-                "exp_euler_paper",
-                dict(method="block_power", criterion="eigenvalue_change", tol=1e-3),
-            ),
-            (
-                "exp_euler_loose",
-                dict(method="block_power", criterion="eigenvalue_change", tol=1e-2),
-            ),
-        ):
-            steps[key] = bench_exp_euler(
-                problem, timer, k=10, steps=args.ee_steps, lr=1.0, **solver
-            )
+        steps = {
+            key: bench_exp_euler(problem, timer, k=10, steps=args.ee_steps, lr=1.0, **solver)
+            for key, _, solver in EXP_EULER_VARIANTS
+        }
         products = bench_products(problem, timer)
         tg = timer.best
         results[name] = dict(
@@ -405,7 +394,7 @@ def main(argv=None) -> int:
             **{key: exp_euler_costs(raw, tg) for key, raw in steps.items()},
             products=product_costs(products, tg),
         )
-        print(json.dumps({name: {k: v for k, v in results[name].items()}}, default=float))
+        print(json.dumps({name: results[name]}, default=float))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M")
@@ -441,12 +430,8 @@ def main(argv=None) -> int:
                 [name, q["block"], f"{q['graph']:.2f}", f"{q['forward_over_reverse']:.2f}"]
                 + [f"{q['max_rel_difference']:.0e}"]
             )
-        for label, e in (
-            ("Lanczos, residual 1e-6 (default)", r["exp_euler"]),
-            ("LOBPCG, residual 1e-6", r["exp_euler_lobpcg"]),
-            ("block power, eigenvalue change 1e-3 (Lowell 2024 §7.1)", r["exp_euler_paper"]),
-            ("block power, eigenvalue change 1e-2", r["exp_euler_loose"]),
-        ):
+        for key, label, _ in EXP_EULER_VARIANTS:
+            e = r[key]
             step_rows.append(
                 [name, label, f"{e['mean_grad_equiv']:.1f}", f"{e['mean_matvecs']:.1f}"]
                 + [f"{e['mean_grad_equiv_after_first']:.1f}", f"{e['max_rel_residual']:.1e}"]
