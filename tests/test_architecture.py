@@ -10,6 +10,7 @@ ROOT = Path(eoslab.__file__).parent
 # rank of each room; a module may import rooms of strictly lower rank, or its own room
 RANK = {
     "params": 0,
+    "_yaml": 0,
     "fits": 0,
     "data": 1,
     "models": 1,

@@ -1,5 +1,5 @@
 """``python -m eoslab`` is the ``eoslab`` command."""
 
-from eoslab.cli import main
+from eoslab.cli import entry
 
-raise SystemExit(main())
+entry()

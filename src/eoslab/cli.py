@@ -1,36 +1,94 @@
-"""The ``eoslab`` command line."""
+"""The ``eoslab`` command line.
+
+Exit codes (:data:`EXIT_CODES`, also printed by ``eoslab --help``): 0 a run completed (or a
+command succeeded); 1 a run or some analysed snapshot failed; 2 a usage or configuration
+error, or an unusable or locked run directory — nothing was run; 3 the run diverged;
+130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM — a checkpoint was written and
+``eoslab run --resume --out RUN`` continues it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+#: Exit status of ``eoslab run`` by the run's final status.
+RUN_EXIT = {
+    "completed": EXIT_OK,
+    "failed": EXIT_FAILED,
+    "diverged": EXIT_DIVERGED,
+    "interrupted": EXIT_INTERRUPTED,
+}
+
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}    completed (or the command succeeded)
+  {EXIT_FAILED}    the run failed, or some analysed snapshot failed
+  {EXIT_USAGE}    usage or configuration error, unusable or locked run directory: nothing ran
+  {EXIT_DIVERGED}    the run diverged (everything recorded is kept)
+  {EXIT_INTERRUPTED}  interrupted by Ctrl-C (SIGINT), after writing a checkpoint
+  {EXIT_TERMINATED}  stopped by SIGTERM, after writing a checkpoint
+       (eoslab run --resume --out RUN continues an interrupted run)"""
+
+
+class CLIError(SystemExit):
+    """A user error: one line on stderr (no traceback) and exit status ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE):
+        super().__init__(code)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _run(args: argparse.Namespace) -> int:
     """``eoslab run CONFIG``: carry out a run, then write its figure and print a summary."""
-    import shutil
-
     from eoslab.run import ConfigError, load_config, run
-    from eoslab.store import RunStore, StoreError
+    from eoslab.store import StoreError
 
+    out = None
     try:
         cfg = None
         if args.config is not None:
             cfg = load_config(args.config, args.set)
         elif not args.resume:
             raise ConfigError("give a CONFIG file (or --resume with --out of an existing run)")
+        if args.resume and args.overwrite:
+            raise ConfigError("--resume continues a run and --overwrite replaces it: give one")
+        if cfg is None and args.out is None:
+            raise ConfigError("--resume without a CONFIG needs --out RUN")
         out = Path(args.out or f"runs/{cfg.name}")
-        if args.overwrite and not args.resume and (out / "config.yaml").exists():
-            RunStore.open(out)  # refuse to delete a directory that is not a run
-            shutil.rmtree(out)
-        status = run(cfg, out, resume=args.resume, progress=not args.no_progress)
+        status = run(
+            cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+        )
     except (ConfigError, StoreError) as err:
-        raise SystemExit(f"eoslab run: {err}") from None
+        raise CLIError(f"eoslab run: {err}") from None
+    except KeyboardInterrupt:
+        print(
+            f"eoslab run: aborted; eoslab run --resume --out {out} continues from the last "
+            "checkpoint",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    if status["status"] == "interrupted":
+        print(
+            f"eoslab run: {status['reason']}\n  continue with: eoslab run --resume --out {out}",
+            file=sys.stderr,
+        )
+        return EXIT_TERMINATED if status.get("signal") == "SIGTERM" else EXIT_INTERRUPTED
     files = _figure(out)
     print(_summary(out))
     if files:
         print(f"figure: {', '.join(str(f) for f in files)}")
-    return 0 if status["status"] in ("completed", "diverged") else 1
+    return RUN_EXIT.get(status["status"], EXIT_FAILED)
 
 
 def _figure(out: Path) -> list[Path]:
@@ -109,7 +167,7 @@ def _analyze(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except (ConfigError, StoreError, ValueError) as err:
-        raise SystemExit(f"eoslab analyze: {err}") from None
+        raise CLIError(f"eoslab analyze: {err}") from None
     store = RunStore.open(args.run)
     files = plot_alignment(store.rows("analysis"), Path(args.run) / "alignment", summary=summary)
     print(f"analysed {summary['n_analysed']} snapshots of {args.run}")
@@ -133,7 +191,7 @@ def _fit(args: argparse.Namespace) -> int:
     try:
         fits = fit_runs(args.runs)
     except (StoreError, ValueError) as err:
-        raise SystemExit(f"eoslab fit: {err}") from None
+        raise CLIError(f"eoslab fit: {err}") from None
     for r in fits["runs"]:
         print(f"  N={r['N']}: peak λ_1 {r['peak_lambda_1']}, peak alignment {r['peak_alignment']}")
     if "peak_lambda_1_vs_N" in fits:
@@ -169,7 +227,7 @@ def _sweep(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except ConfigError as err:
-        raise SystemExit(f"eoslab sweep: {err}") from None
+        raise CLIError(f"eoslab sweep: {err}") from None
     counts: dict[str, int] = {}
     for entry in state.values():
         counts[str(entry["status"])] = counts.get(str(entry["status"]), 0) + 1
@@ -191,15 +249,15 @@ def _plot(args: argparse.Namespace) -> int:
             print(f"{name:<22} {spec.paper}: {spec.caption}")
         return 0
     if args.path is None:
-        raise SystemExit("eoslab plot: give a run or sweep directory (or --list)")
+        raise CLIError("eoslab plot: give a run or sweep directory (or --list)")
     try:
         runs = load_runs(args.path)
     except (StoreError, ValueError) as err:
-        raise SystemExit(f"eoslab plot: {err}") from None
+        raise CLIError(f"eoslab plot: {err}") from None
     names = args.figure or [*FIGURES, *TABLES]
     unknown = [n for n in names if n not in FIGURES and n not in TABLES]
     if unknown:
-        raise SystemExit(f"eoslab plot: unknown figure {unknown}; see eoslab plot --list")
+        raise CLIError(f"eoslab plot: unknown figure {unknown}; see eoslab plot --list")
     options = _table_options(args.kw, names, TABLES)
     out = Path(args.out or Path(args.path) / "figures")
     out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +274,7 @@ def _plot(args: argparse.Namespace) -> int:
             try:
                 text = spec(runs, **options)
             except ValueError as err:
-                raise SystemExit(f"eoslab plot: {err}") from None
+                raise CLIError(f"eoslab plot: {err}") from None
             (out / f"{name}.md").write_text(text)
             print(f"  {name}: {out / (name + '.md')}")
     return 0
@@ -233,7 +291,7 @@ def _table_options(pairs: list[str], names: list[str], tables) -> dict:
     import inspect
 
     if len(names) != 1 or names[0] not in tables:
-        raise SystemExit(
+        raise CLIError(
             "eoslab plot: --kw options go to one table; name it with --figure (e.g. "
             "--figure l22_table1 --kw min_rho=none --kw min_time=3)"
         )
@@ -243,10 +301,10 @@ def _table_options(pairs: list[str], names: list[str], tables) -> dict:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"eoslab plot: --kw expects KEY=VALUE, got {pair!r}")
+            raise CLIError(f"eoslab plot: --kw expects KEY=VALUE, got {pair!r}")
         if key not in known:
             have = ", ".join(known) or "none"
-            raise SystemExit(f"eoslab plot: {names[0]} has no option {key!r}; its options: {have}")
+            raise CLIError(f"eoslab plot: {names[0]} has no option {key!r}; its options: {have}")
         options[key] = _number_or_none(key, raw)
     return options
 
@@ -261,7 +319,7 @@ def _number_or_none(key: str, raw: str):
             return kind(text)
         except ValueError:
             pass
-    raise SystemExit(f"eoslab plot: --kw {key} needs a number or none, got {raw!r}")
+    raise CLIError(f"eoslab plot: --kw {key} needs a number or none, got {raw!r}")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -272,7 +330,7 @@ def _report(args: argparse.Namespace) -> int:
     try:
         page = write_report(args.path, out=args.out)
     except (StoreError, ValueError) as err:
-        raise SystemExit(f"eoslab report: {err}") from None
+        raise CLIError(f"eoslab report: {err}") from None
     print(f"wrote {page}")
     return 0
 
@@ -288,7 +346,7 @@ def _show(args: argparse.Namespace) -> int:
             files = _figure(Path(args.run))
             print(f"figure: {', '.join(str(f) for f in files)}" if files else "no probes")
     except (ConfigError, StoreError) as err:
-        raise SystemExit(f"eoslab show: {err}") from None
+        raise CLIError(f"eoslab show: {err}") from None
     return 0
 
 
@@ -298,7 +356,7 @@ def _parse_kw(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"eoslab: expected KEY=VALUE, got {item!r}")
+            raise CLIError(f"eoslab: expected KEY=VALUE, got {item!r}")
         for cast in (int, float):
             try:
                 out[key] = cast(value)
@@ -321,7 +379,7 @@ def _data_show(args: argparse.Namespace) -> int:
     try:
         ds = load_dataset(args.name, **kwargs)
     except (ValueError, TypeError, FileNotFoundError) as err:
-        raise SystemExit(f"eoslab data show: {err}") from None
+        raise CLIError(f"eoslab data show: {err}") from None
     out = Path(args.out or f"{args.name}-examples.png")
     show_examples(ds, out, per_class=args.per_class, seed=args.seed)
     print(f"wrote {out} ({len(ds)} samples, classes: {', '.join(ds.classes)})")
@@ -348,16 +406,28 @@ def _data_embed(args: argparse.Namespace) -> int:
             refresh=args.refresh,
         )
     except (ValueError, FileNotFoundError, ImportError) as err:
-        raise SystemExit(f"eoslab data embed: {err}") from None
+        raise CLIError(f"eoslab data embed: {err}") from None
     print(report)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``eoslab`` command."""
-    ap = argparse.ArgumentParser(prog="eoslab", description="Edge-of-stability curvature lab.")
+    ap = argparse.ArgumentParser(
+        prog="eoslab",
+        description="Edge-of-stability curvature lab.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="a training run with edge-of-stability telemetry")
+    r = sub.add_parser(
+        "run",
+        help="a training run with edge-of-stability telemetry",
+        description="Carry out a run into a run directory (locked while it runs). Ctrl-C "
+        "stops at the next step with a checkpoint; --resume continues it.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     r.add_argument("config", nargs="?", help="YAML config file or a packaged name (demo)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override")
     r.add_argument("--out", help="run directory (default runs/NAME)")
@@ -426,7 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
 
-    data = sub.add_parser("data", help="data-set tools").add_subparsers(dest="data_cmd")
+    data = sub.add_parser("data", help="data-set tools").add_subparsers(
+        dest="data_cmd", required=True
+    )
     show = data.add_parser("show", help="PNG grid of examples per class")
     show.add_argument("name", help="registered data set, e.g. dice, digits, fashion_mnist")
     show.add_argument("--out", help="PNG path (default NAME-examples.png)")
@@ -452,6 +524,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``eoslab`` command."""
+    """Run the ``eoslab`` command with ``argv``; return its exit status.
+
+    Raises:
+        CLIError: for a user error (its message is meant for stderr, its ``code`` is the
+            exit status); :func:`entry` prints it.
+    """
     args = build_parser().parse_args(argv)
     return args.func(args)
+
+
+def entry() -> None:
+    """The installed ``eoslab`` command: :func:`main`, user errors as one line on stderr."""
+    try:
+        code = main()
+    except CLIError as err:
+        print(err, file=sys.stderr)
+        code = err.code
+    except KeyboardInterrupt:
+        print("eoslab: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)

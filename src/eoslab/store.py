@@ -12,6 +12,7 @@ One directory per run::
       results/NAME.json    other results (cusp scan, analysis summary), replaced atomically
       snapshots/step_<8-digit step>.safetensors   θ at chosen steps (no pickle)
       checkpoint.safetensors                the state needed to resume
+      .lock                the writer's lock (see below)
 
 Crash safety. Metric rows are appended as whole lines and flushed after each write, so a
 killed process (SIGKILL) loses at most the line being written; a torn last line is ignored
@@ -20,12 +21,23 @@ temporary name, fsynced and renamed, so a reader sees the old or the new file, n
 mixture. A checkpoint at step s records the state before step s; on resume the metric
 rows with step ≥ s are dropped (they are recomputed identically) and everything earlier is
 kept. Nothing here unpickles anything: tensors are safetensors, the rest JSON/YAML.
+
+One writer at a time. Every process that writes into a run directory (a run, a resume,
+``eoslab analyze``) holds an exclusive OS-level lock on ``RUN/.lock`` (``flock``) for its whole
+life, and records in that file who holds it (pid, host, start time, command). A second writer
+is refused with a :class:`RunLockedError` naming the holder. The operating system releases the
+lock when its process ends in any way, SIGKILL included, so a killed run can be resumed at
+once; the file itself stays (deleting it would let two processes lock different files).
+Readers (``eoslab show``, :func:`eoslab.load_run`, plots) take no lock.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +48,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from safetensors.torch import safe_open as _safe_open
 
-__all__ = ["METRIC_STREAMS", "RunStore", "StoreError"]
+from eoslab._yaml import safe_load
+
+__all__ = ["METRIC_STREAMS", "RunLock", "RunLockedError", "RunStore", "StoreError"]
 
 #: The appended metric files: per-step rows, per-probe rows, post-hoc analysis of snapshots.
 METRIC_STREAMS = ("steps", "probes", "analysis")
@@ -47,6 +61,94 @@ STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 
 class StoreError(RuntimeError):
     """A run directory that cannot be used as asked; the message names the file."""
+
+
+class RunLockedError(StoreError):
+    """Another process holds the run directory's lock; the message names it."""
+
+
+#: Name of the lock file inside a run directory.
+LOCK_NAME = ".lock"
+
+
+class RunLock:
+    """An exclusive OS-level lock on a run directory, held for a writer's whole life.
+
+    ``flock(LOCK_EX | LOCK_NB)`` on ``DIR/.lock`` (``msvcrt.locking`` on Windows). The lock
+    belongs to the open file, so the operating system drops it when the process ends, however
+    it ends. After acquiring it the holder writes a JSON line describing itself into the file,
+    which a refused second writer reads to name it.
+
+    Args:
+        directory: the run directory (must exist).
+        role: what the holder does (``run``, ``resume``, ``analyze``), shown to others.
+
+    Raises:
+        RunLockedError: if another process (or another open lock in this one) holds it.
+    """
+
+    def __init__(self, directory: str | Path, role: str):
+        self.path = Path(directory) / LOCK_NAME
+        self.role = role
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _lock_fd(self._fd)
+        except OSError:
+            os.close(self._fd)
+            self._fd = None
+            raise RunLockedError(
+                f"{self.path.parent} is in use by another process ({self.holder_text()}); "
+                "wait for it to end or stop it first (a killed process releases the lock)"
+            ) from None
+        info = dict(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            role=role,
+            command=" ".join(sys.argv),
+        )
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, (json.dumps(info) + "\n").encode(), 0)
+
+    def holder_text(self) -> str:
+        """Who holds the lock, from the lock file: ``pid …, host …, since …, role``."""
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+        except (OSError, json.JSONDecodeError):
+            info = {}
+        if not info:
+            return "holder not yet recorded"
+        return (
+            f"pid {info.get('pid')} on host {info.get('host')}, since {info.get('started')}, "
+            f"{info.get('role')}: {info.get('command')}"
+        )
+
+    @property
+    def held(self) -> bool:
+        """True until :meth:`release`."""
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Clear the holder record and release the lock (idempotent)."""
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)
+        finally:
+            os.close(self._fd)  # closing the file releases the lock
+            self._fd = None
+
+
+def _lock_fd(fd: int) -> None:
+    """Take an exclusive non-blocking lock on ``fd``; OSError if it is held elsewhere."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -125,49 +227,100 @@ class RunStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._handles: dict[str, Any] = {}
+        self.lock: RunLock | None = None
 
     # ---------------------------------------------------------------- create / open
     @classmethod
     def create(
-        cls, path: str | Path, config: dict[str, Any], environment: dict[str, Any]
+        cls,
+        path: str | Path,
+        config: dict[str, Any],
+        environment: dict[str, Any],
+        *,
+        overwrite: bool = False,
     ) -> RunStore:
-        """Make a new run directory with its config, environment and status ``running``.
+        """Make a new run directory, locked, with its config, environment and status ``running``.
+
+        A directory that already holds a run is refused unless ``overwrite`` (its content is
+        deleted, under the lock, so a live run is never deleted) or nothing was recorded in
+        it (:meth:`nothing_recorded`: a run that failed or was killed before its first step),
+        in which case the new run takes it over.
 
         Raises:
+            RunLockedError: if another process writes into ``path``.
             StoreError: if ``path`` already holds a run (use resume or another directory).
         """
         store = cls(path)
-        if (store.path / "config.yaml").exists():
-            raise StoreError(
-                f"{store.path} already holds a run; pass --resume to continue it or choose "
-                "another --out directory"
-            )
         store.path.mkdir(parents=True, exist_ok=True)
-        (store.path / "snapshots").mkdir(exist_ok=True)
-        atomic_write_bytes(
-            store.path / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode()
-        )
-        store.write_environment(environment)
-        store.set_status("running", step=0)
+        store.acquire("run")
+        try:
+            if (store.path / "config.yaml").exists():
+                if not (overwrite or store.nothing_recorded()):
+                    raise StoreError(
+                        f"{store.path} already holds a run; pass --resume to continue it, "
+                        "--overwrite to replace it, or choose another --out directory"
+                    )
+                store._clear()
+            (store.path / "snapshots").mkdir(exist_ok=True)
+            atomic_write_bytes(
+                store.path / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode()
+            )
+            store.write_environment(environment)
+            store.set_status("running", step=0)
+        except BaseException:
+            store.close()
+            raise
         return store
 
     @classmethod
-    def open(cls, path: str | Path) -> RunStore:
-        """Open an existing run directory.
+    def open(cls, path: str | Path, *, lock: str | None = None) -> RunStore:
+        """Open an existing run directory; with ``lock`` (the role, e.g. ``"analyze"``) locked.
 
         Raises:
             StoreError: if ``path`` has no ``config.yaml``.
+            RunLockedError: if ``lock`` is given and another process writes into ``path``.
         """
         store = cls(path)
         if not (store.path / "config.yaml").is_file():
             raise StoreError(f"{store.path} is not a run directory (no config.yaml)")
+        if lock is not None:
+            store.acquire(lock)
         return store
 
-    def close(self) -> None:
-        """Close the metric files (rows already written are on disk)."""
+    def acquire(self, role: str) -> None:
+        """Take the directory's writer lock (:class:`RunLock`) until :meth:`close`."""
+        if self.lock is None or not self.lock.held:
+            self.lock = RunLock(self.path, role)
+
+    def nothing_recorded(self) -> bool:
+        """True when the directory holds no metric row and no checkpoint (nothing to lose)."""
+        if (self.path / "checkpoint.safetensors").exists():
+            return False
+        return all(not self.rows(stream) for stream in METRIC_STREAMS)
+
+    def _clear(self) -> None:
+        """Delete everything in the directory but the lock file (the caller holds the lock)."""
+        self.close_files()
+        for child in self.path.iterdir():
+            if child.name == LOCK_NAME:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+
+    def close_files(self) -> None:
+        """Close the metric files (rows already written are on disk); keep the lock."""
         for fh in self._handles.values():
             fh.close()
         self._handles.clear()
+
+    def close(self) -> None:
+        """Close the metric files and release the lock, if held."""
+        self.close_files()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def __enter__(self) -> RunStore:
         return self
@@ -184,7 +337,7 @@ class RunStore:
         """
         path = self.path / "config.yaml"
         try:
-            raw = yaml.safe_load(path.read_text())
+            raw = safe_load(path.read_text())
         except yaml.YAMLError as err:
             raise StoreError(f"{path}: not valid YAML: {err}") from None
         if not isinstance(raw, dict):
@@ -235,6 +388,13 @@ class RunStore:
         """The content of status.json."""
         return self.read_json("status.json")
 
+    def status_or_none(self) -> dict[str, Any] | None:
+        """status.json, or None when it is missing or unreadable."""
+        try:
+            return self.status()
+        except StoreError:
+            return None
+
     # ---------------------------------------------------------------- metrics
     def append(self, stream: str, row: dict[str, Any]) -> None:
         """Append one row to ``stream`` (``"steps"`` or ``"probes"``) and flush it."""
@@ -263,7 +423,7 @@ class RunStore:
 
         Analysis rows stay: they describe snapshots, which a resumed run rewrites identically.
         """
-        self.close()
+        self.close_files()
         for stream in TRAINING_STREAMS:
             path = self.path / f"{stream}.jsonl"
             if not path.exists():

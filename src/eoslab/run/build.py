@@ -90,7 +90,7 @@ def build_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None]:
             mean, std = ds.feature_stats()
             ds = ds.standardize(mean, std)
             test = test.standardize(mean, std) if test is not None else None
-    except (ValueError, TypeError, KeyError) as err:
+    except (ValueError, TypeError, KeyError, OSError) as err:  # OSError: files not found
         raise ConfigError(f"data ({d.name}): {err}") from None
     device = resolve_device(cfg.device)
     ds = ds.to(device=device, dtype=dtype)
@@ -131,7 +131,7 @@ def build_model_from_config(cfg: RunConfig, train: Dataset) -> torch.nn.Module:
         model = build_model(m.name, **kwargs)
         if not own_init:
             init_model(model, m.init, seed=m.init_seed)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, RuntimeError) as err:
         raise ConfigError(f"model ({m.name}): {err}") from None
     return model
 

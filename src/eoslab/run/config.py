@@ -17,11 +17,22 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from eoslab._yaml import safe_load
 
 __all__ = [
     "CONFIG_DIR",
@@ -45,6 +56,21 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names each offending field."""
 
 
+def _integral(x: Any) -> Any:
+    """A float with no fractional part as an int (``5e4`` → 50000), anything else unchanged.
+
+    YAML 1.2 reads ``5e4`` as a float; a count written that way is still a count. A float
+    with a fractional part is left for validation to refuse ("should be a valid integer").
+    """
+    if isinstance(x, float) and x.is_integer() and abs(x) < 2**63:
+        return int(x)
+    return x
+
+
+#: An integer field that also accepts integral floats such as ``5e4`` (see :func:`_integral`).
+Int = Annotated[int, BeforeValidator(_integral)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -61,9 +87,9 @@ class DataConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
     classes: list[int | str] | None = None
     test_fraction: float = Field(0.0, ge=0.0, lt=1.0)
-    split_seed: int = 0
-    n_train: int | None = Field(None, ge=1)
-    subset_seed: int = 0
+    split_seed: Int = 0
+    n_train: Int | None = Field(None, ge=1)
+    subset_seed: Int = 0
     flatten: bool = True
     standardize: bool = True
 
@@ -83,7 +109,7 @@ class ModelConfig(_Section):
 
     name: str = "mlp"
     init: str = "kaiming"
-    init_seed: int = 0
+    init_seed: Int = 0
 
     @property
     def options(self) -> dict[str, Any]:
@@ -107,7 +133,7 @@ class OptimizerConfig(_Section):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     adaptive: bool = False
     c: float = Field(0.5, gt=0.0)
-    k: int | None = Field(None, ge=1)
+    k: Int | None = Field(None, ge=1)
     tau_max: float | None = Field(None, gt=0.0)
     eig_tol: float = Field(1e-6, gt=0.0)
     eig_method: Literal["lanczos", "lobpcg", "block_power", "arpack"] = "lanczos"
@@ -142,14 +168,14 @@ class ProbeConfig(_Section):
     """
 
     enabled: bool = True
-    every: int | None = Field(None, ge=1)
-    dense_every: int = Field(10, ge=1)
-    dense_until: int = Field(0, ge=0)
-    k: int = Field(20, ge=1)
-    n_top: int | None = Field(None, ge=1)
+    every: Int | None = Field(None, ge=1)
+    dense_every: Int = Field(10, ge=1)
+    dense_until: Int = Field(0, ge=0)
+    k: Int = Field(20, ge=1)
+    n_top: Int | None = Field(None, ge=1)
     tol: float = Field(1e-4, gt=0.0)
     method: Literal["lanczos", "lobpcg", "block_power", "arpack"] = "lanczos"
-    max_iter: int | None = Field(None, ge=1)
+    max_iter: Int | None = Field(None, ge=1)
     projections: bool = True
     loss_changes: bool = True
     gauss_newton: bool = False
@@ -165,7 +191,7 @@ class StopConfig(_Section):
     above ``diverge_factor`` × the initial loss ends the run with status ``diverged``.
     """
 
-    max_steps: int | None = Field(None, ge=0)
+    max_steps: Int | None = Field(None, ge=0)
     max_time: float | None = Field(None, gt=0.0)
     loss_below: float | None = Field(None, gt=0.0)
     diverge_factor: float = Field(1e4, gt=1.0)
@@ -184,13 +210,13 @@ class RunConfig(_Section):
     dtype: Literal["float32", "float64"] = "float64"
     device: str = "cpu"
     loss: Literal["mse", "cross_entropy"] = "mse"
-    chunk_size: int | None = Field(None, ge=1)
+    chunk_size: Int | None = Field(None, ge=1)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
-    snapshot_every: int | None = Field(100, ge=1)
-    checkpoint_every: int = Field(100, ge=1)
+    snapshot_every: Int | None = Field(100, ge=1)
+    checkpoint_every: Int = Field(100, ge=1)
     stop: StopConfig = Field(default_factory=lambda: StopConfig(max_steps=1000))
 
     def probe_every(self) -> int:
@@ -210,6 +236,41 @@ class RunConfig(_Section):
 
 def _field_path(loc: tuple) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def _check_types(fn, options: dict[str, Any], where: str) -> None:
+    """Check keyword values against the annotations of ``fn`` (strict: ``'8'`` is no int).
+
+    YAML lists are read as tuples where a tuple is annotated, and integral floats (``5e4``)
+    as ints. Annotations that cannot be resolved or validated are skipped.
+
+    Raises:
+        ConfigError: naming ``where.key``, the expected type and the value given.
+    """
+    fn = fn.__init__ if inspect.isclass(fn) else fn
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - unresolvable annotations are not checked
+        return
+    for key, value in options.items():
+        ann = hints.get(key)
+        if ann is None:
+            continue
+        try:
+            adapter = TypeAdapter(ann, config=ConfigDict(arbitrary_types_allowed=True))
+        except Exception:  # noqa: BLE001 - a type pydantic cannot check
+            continue
+        try:
+            adapter.validate_python(_as_tuples(_integral(value)), strict=True)
+        except ValidationError:
+            shown = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+            raise ConfigError(f"{where}.{key}: expected {shown}, got {value!r}") from None
+
+
+def _as_tuples(x: Any) -> Any:
+    if isinstance(x, list):
+        return tuple(_as_tuples(v) for v in x)
+    return _integral(x)
 
 
 def _model_keywords(cfg: ModelConfig) -> None:
@@ -232,6 +293,7 @@ def _model_keywords(cfg: ModelConfig) -> None:
         if key not in params:
             allowed = sorted(k for k in params if k not in derived and k != "self")
             raise ConfigError(f"model.{key}: not a keyword of {cfg.name!r}; allowed: {allowed}")
+    _check_types(MODELS[cfg.name], cfg.options, "model")
 
 
 def _data_keywords(cfg: DataConfig) -> None:
@@ -250,6 +312,7 @@ def _data_keywords(cfg: DataConfig) -> None:
                 f"data.options.{key}: not a keyword of the {cfg.name!r} loader; "
                 f"allowed: {sorted(k for k in params if k != 'dtype')}"
             )
+    _check_types(DATASETS[cfg.name], cfg.options, "data.options")
 
 
 def parse_config(raw: dict[str, Any] | None) -> RunConfig:
@@ -303,7 +366,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 raise ConfigError(f"--set {item!r}: {'.'.join(path[: i + 1])} is not a section")
             node = child
         try:
-            node[path[-1]] = yaml.safe_load(text)
+            node[path[-1]] = safe_load(text)
         except yaml.YAMLError as err:
             raise ConfigError(f"--set {item!r}: cannot parse the value: {err}") from None
     return out
@@ -325,11 +388,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
         raise ConfigError(f"config file {str(path)!r} not found (packaged configs: {known})")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = safe_load(p.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{p}: not valid YAML: {err}") from None
     if raw is None:
-        return {}
+        raise ConfigError(
+            f"{p}: the file is empty; a config needs at least the model's sections (see "
+            f"{CONFIG_DIR / 'demo.yaml'} for a complete example)"
+        )
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping, got {type(raw).__name__}")
     return raw

@@ -26,20 +26,24 @@ from __future__ import annotations
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from eoslab.dynamics import Integrator
 from eoslab.probes import GaussNewtonProbe, ProbeSuite, layerwise_stats, per_sample_m_norm_sq
-from eoslab.run.build import build, check_probe, integrator_from_config
+from eoslab.run.build import Built, build, check_probe, integrator_from_config
 from eoslab.run.config import ConfigError, RunConfig, parse_config
 from eoslab.store import RunStore, StoreError
 
-__all__ = ["environment", "run"]
+__all__ = ["Prepared", "environment", "prepare", "run"]
 
 
 def _git_revision() -> str | None:
@@ -131,26 +135,141 @@ def _probe_due(cfg: RunConfig, step: int, every: int) -> bool:
     return step % every == 0 or (step < p.dense_until and step % p.dense_every == 0)
 
 
-def _open_store(cfg: RunConfig | None, out: Path, resume: bool) -> tuple[RunStore, RunConfig]:
-    if not resume:
-        if cfg is None:
-            raise ConfigError("a config is needed to start a run")
-        return RunStore.create(out, cfg.to_dict(), environment(cfg)), cfg
-    try:
-        store = RunStore.open(out)
-    except StoreError:
-        if cfg is None:
-            raise
-        return RunStore.create(out, cfg.to_dict(), environment(cfg)), cfg
-    saved = parse_config(store.read_config())
-    if cfg is not None:
-        diff = _config_diff(saved.to_dict(), cfg.to_dict())
-        if diff:
+@dataclass
+class Prepared:
+    """Everything a run needs, built and checked before its directory is touched."""
+
+    cfg: RunConfig
+    built: Built
+    integrator: Integrator
+    suite: ProbeSuite
+    gn_probe: GaussNewtonProbe | None
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """Build data, model, integrator and probes of ``cfg`` and check them against each other.
+
+    Everything that can be checked without training is checked here, before a run
+    directory exists: the data location and loader options, the model keywords, probe.k and
+    the exponential-Euler k against the parameter count P, the top subspace against k, the
+    eigensolver settings, and whether the layerwise probe fits the model.
+
+    Raises:
+        ConfigError: naming the offending field and the numbers involved.
+    """
+    built = build(cfg)
+    problem = built.problem
+    P = problem.size
+    p, opt = cfg.probe, cfg.optimizer
+    integrator = integrator_from_config(cfg)
+    if p.enabled and p.k > P:
+        raise ConfigError(
+            f"probe.k: {p.k} eigenpairs asked for, but the model {cfg.model.name!r} has only "
+            f"P = {P} parameters (k ≤ P); lower probe.k"
+        )
+    if opt.name == "exp_euler":
+        k = opt.k if opt.k is not None else problem.n_outputs
+        if k > P:
             raise ConfigError(
-                f"--resume: the config differs from the one saved in {out}:\n  " + "\n  ".join(diff)
+                f"optimizer.k: exponential Euler in the top-{k} eigenbasis needs k ≤ P, but the "
+                f"model {cfg.model.name!r} has P = {P} parameters"
             )
-    store.write_environment(environment(saved))
-    return store, saved
+    check_probe(cfg, built)
+    if p.layerwise and not is_mlp(problem.model):
+        raise ConfigError(
+            f"probe.layerwise: the layerwise decomposition needs an MLP, not {cfg.model.name!r}; "
+            "use probe.gauss_newton for the architecture-independent part"
+        )
+    try:
+        suite = ProbeSuite(
+            k=p.k,
+            n_top=p.n_top,
+            n_classes=built.n_classes,
+            tol=p.tol,
+            method=p.method,
+            max_iter=p.max_iter,
+            seed=0,
+            projections=p.projections,
+            loss_changes=p.loss_changes,
+            test_problem=built.test_problem,
+        )
+    except ValueError as err:
+        raise ConfigError(f"probe: {err}") from None
+    gn_probe = GaussNewtonProbe(tol=p.gn_tol, seed=0) if p.gauss_newton else None
+    return Prepared(cfg, built, integrator, suite, gn_probe)
+
+
+def is_mlp(model: torch.nn.Module) -> bool:
+    """True for the fully connected networks the layerwise decomposition (§5) applies to."""
+    return hasattr(model, "linear_layers") and hasattr(model, "activation_fn")
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM turned into a request to stop at the next step boundary.
+
+    While a run is in progress in the main thread, the first Ctrl-C (or SIGTERM from a job
+    scheduler) only sets a flag: the loop checkpoints at the next step boundary, sets status
+    ``interrupted`` and returns, so the run resumes to identical metrics. A second signal
+    raises KeyboardInterrupt at once (the run then resumes from its last periodic
+    checkpoint). Outside the main thread (Dask workers) nothing is installed.
+    """
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            self._restore()
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(
+            f"\n{signal.Signals(signum).name} received: stopping after the current step "
+            "(again to abort at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+
+def _resolve_config(config: RunConfig | None, out: Path, resume: bool) -> tuple[RunConfig, bool]:
+    """The config to run and whether ``out`` holds a run to continue (nothing is written)."""
+    if resume and (out / "config.yaml").is_file():
+        saved = parse_config(RunStore(out).read_config())
+        if config is not None:
+            diff = _config_diff(saved.to_dict(), config.to_dict())
+            if diff and not RunStore(out).nothing_recorded():
+                raise ConfigError(
+                    f"--resume: the config differs from the one saved in {out}:\n  "
+                    + "\n  ".join(diff)
+                )
+            if diff:  # nothing was recorded under the old config: start afresh
+                return config, False
+        return saved, True
+    if config is None:
+        raise StoreError(f"{out} is not a run directory (no config.yaml) and no config given")
+    return config, False
 
 
 def run(
@@ -158,186 +277,295 @@ def run(
     out: str | Path,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Carry out one run and record it in the run directory ``out``.
 
+    The data, model, integrator and probes are built and checked first; only then is the
+    directory created (or opened) and locked for the whole run (:class:`~eoslab.store.RunLock`:
+    a second writer is refused, naming this process). A directory in which nothing was
+    recorded (a run that failed or was killed before its first step) is taken over by a new
+    run. SIGINT/SIGTERM stop the run at the next step boundary with a checkpoint and status
+    ``interrupted``.
+
     Args:
         config: the validated configuration; with ``resume`` it may be None (the saved one
             is used) and otherwise must equal the saved one.
-        out: run directory (created; must not hold a run unless ``resume``).
+        out: run directory (created; must not hold a run unless ``resume`` or ``overwrite``).
         resume: continue the run in ``out`` from its last checkpoint (or from the start if
-            it has none).
+            it has none); a run that ended is left as it is.
+        overwrite: replace a run already in ``out`` (refused while it is running).
         progress: show a progress bar on stderr.
 
     Returns:
-        The final status dict (also in ``out/status.json``).
+        The final status dict (also in ``out/status.json``): ``status`` is ``completed``,
+        ``diverged``, ``interrupted`` (with ``signal``) or ``failed``.
 
     Raises:
-        ConfigError: for a bad config or a resume with a different config.
-        StoreError: for an unusable run directory.
+        ConfigError: for a bad config or a resume with a different config (nothing written).
+        StoreError: for an unusable or locked run directory.
     """
     out = Path(out)
-    store, cfg = _open_store(config, out, resume)
+    cfg, resuming = _resolve_config(config, out, resume)
+    prepared = prepare(cfg)
+    if resuming:
+        store = RunStore.open(out, lock="resume")
+        try:
+            diff = _config_diff(parse_config(store.read_config()).to_dict(), cfg.to_dict())
+            if diff:  # replaced between the check above and the lock
+                raise ConfigError(f"--resume: the config in {out} changed:\n  " + "\n  ".join(diff))
+            store.write_environment(environment(cfg))
+        except BaseException:
+            store.close()
+            raise
+    else:
+        store = RunStore.create(out, cfg.to_dict(), environment(cfg), overwrite=overwrite)
     try:
-        return _run(cfg, store, progress=progress)
-    except Exception as err:  # e.g. data or model that cannot be built: say so in status.json
-        st = store.status()
-        if st.get("status") == "running":
-            store.set_status(
-                "failed", step=st.get("step", 0), reason=f"{type(err).__name__}: {err}"
-            )
-        raise
+        with _StopRequest() as stop:
+            return _Loop(prepared, store, progress=progress, stop=stop).run()
     finally:
         store.close()
 
 
-def _run(cfg: RunConfig, store: RunStore, *, progress: bool) -> dict[str, Any]:
-    built = build(cfg)
-    problem = built.problem
-    device = problem.device
-    opt = cfg.optimizer
-    integrator = integrator_from_config(cfg)
-    P = problem.size
-    p = cfg.probe
-    check_probe(cfg, built)
-    suite = ProbeSuite(
-        k=min(p.k, P),
-        n_top=p.n_top,
-        n_classes=built.n_classes,
-        tol=p.tol,
-        method=p.method,
-        max_iter=p.max_iter,
-        seed=0,
-        projections=p.projections,
-        loss_changes=p.loss_changes,
-        test_problem=built.test_problem,
-    )
-    every = cfg.probe_every()
-    gn_probe = GaussNewtonProbe(tol=p.gn_tol, seed=0) if p.gauss_newton else None
-    model = problem.model
-    if p.layerwise and not (hasattr(model, "linear_layers") and hasattr(model, "activation_fn")):
-        raise ConfigError(
-            f"probe.layerwise: the layerwise decomposition needs an MLP, not {cfg.model.name!r}; "
-            "use probe.gauss_newton for the architecture-independent part"
+@dataclass
+class _State:
+    """The loop's state at the start of step ``step``: all a checkpoint holds."""
+
+    theta: torch.Tensor
+    theta0: torch.Tensor
+    integrator_state: dict[str, torch.Tensor]
+    warm: dict[str, torch.Tensor]
+    step: int
+    time: float
+    lr: float
+    loss0: float = math.nan
+    last_probe: int = -1
+    totals: dict[str, int] = field(default_factory=lambda: dict(n_grads=0, n_matvecs=0))
+
+    def save(self, store: RunStore, *, ending: dict[str, Any] | None = None) -> None:
+        """Checkpoint this state; ``ending`` (the final status) marks the run as ended."""
+        tensors = {"theta": self.theta, "theta0": self.theta0}
+        tensors.update({f"state/{k}": v for k, v in self.integrator_state.items()})
+        tensors.update({f"warm/{k}": v for k, v in self.warm.items()})
+        meta = dict(
+            step=self.step,
+            time=self.time,
+            lr=self.lr,
+            initial_loss=self.loss0,
+            last_probe=self.last_probe,
+            totals=self.totals,
+            final=ending is not None,
+            pid=os.getpid(),
+        )
+        if ending is not None:
+            meta["ending"] = ending
+        store.save_checkpoint(tensors, meta)
+
+    @classmethod
+    def load(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> _State:
+        """The state a checkpoint holds (:meth:`save`)."""
+        return cls(
+            theta=tensors["theta"],
+            theta0=tensors["theta0"],
+            integrator_state={k[6:]: v for k, v in tensors.items() if k.startswith("state/")},
+            warm={k[5:]: v for k, v in tensors.items() if k.startswith("warm/")},
+            step=int(meta["step"]),
+            time=float(meta["time"]),
+            lr=float(meta["lr"]),
+            loss0=float(meta["initial_loss"]),
+            last_probe=int(meta["last_probe"]),
+            totals=dict(meta["totals"]),
         )
 
-    ckpt = store.load_checkpoint(device=device)
-    if ckpt is not None and ckpt[1].get("final"):
-        return store.status()  # the run has ended; nothing to resume
-    if ckpt is not None:
-        tensors, meta = ckpt
-        theta, theta0 = tensors["theta"], tensors["theta0"]
-        state = {k[len("state/") :]: v for k, v in tensors.items() if k.startswith("state/")}
-        warm = {k[len("warm/") :]: v for k, v in tensors.items() if k.startswith("warm/")}
-        step, t, lr = int(meta["step"]), float(meta["time"]), float(meta["lr"])
-        loss0, last_probe = float(meta["initial_loss"]), int(meta["last_probe"])
-        totals = dict(meta["totals"])
-        if theta.numel() != P:
-            raise StoreError(
-                f"{store.path}/checkpoint.safetensors holds θ of size {theta.numel()}, "
-                f"but the config builds a model with P={P}"
-            )
-        store.truncate_metrics(step)
-    else:
-        theta = theta0 = problem.initial_theta().detach().clone()
-        state = integrator.init_state(problem, theta)
-        warm, step, t, lr, loss0, last_probe = {}, 0, 0.0, opt.lr, math.nan, -1
-        totals = dict(n_grads=0, n_matvecs=0)
-        store.truncate_metrics(0)
-    store.set_status("running", step=step)
 
-    max_steps = cfg.stop.max_steps
-    bar = _Progress(max_steps, step, progress, cfg.name)
-    wall0 = time.perf_counter()
-    status, reason = "completed", ""
+class _Loop:
+    """One run's loop over steps (see the module docstring for the order of events)."""
 
-    def do_probe(theta, step, t, lr):
-        nonlocal last_probe
-        thr = integrator.threshold(lr)
-        res = suite(problem, theta, lr=lr, threshold=thr, theta0=theta0, v0=warm.get("probe"))
-        if res.eig is not None:
-            warm["probe"] = res.eig.warm_start
-        totals["n_matvecs"] += res.n_matvecs
-        totals["n_grads"] += res.n_grads
-        row = dict(step=step, time=t, lr=lr, **res.metrics)
-        row.update(probe_matvecs=res.n_matvecs, probe_grads=res.n_grads)
-        if gn_probe is not None or p.layerwise:
-            row.update(_decomposition(problem, theta, gn_probe, p.layerwise, warm, totals))
-        store.append("probes", row)
-        last_probe = step
-        return res
+    def __init__(self, prepared: Prepared, store: RunStore, *, progress: bool, stop):
+        self.p = prepared
+        self.cfg = prepared.cfg
+        self.problem = prepared.built.problem
+        self.integrator = prepared.integrator
+        self.store = store
+        self.progress = progress
+        self.stop = stop
+        self.every = self.cfg.probe_every()
 
-    try:
-        while True:
-            if _probe_due(cfg, step, every) and last_probe != step:
-                res = do_probe(theta, step, t, lr)
-                bar.update(0, lam1=res.metrics.get("lambda_1", math.nan))
-            if cfg.snapshot_every and step % cfg.snapshot_every == 0:
-                store.save_snapshot(step, theta, dict(time=t, lr=lr))
-            if max_steps is not None and step >= max_steps:
-                reason = f"max_steps={max_steps} reached"
-                break
-            if cfg.stop.max_time is not None and t >= cfg.stop.max_time:
-                reason = f"flow time {t:.6g} ≥ max_time={cfg.stop.max_time}"
-                break
-
-            r = integrator.step(problem, theta, state)
-            totals["n_grads"] += r.n_grads
-            totals["n_matvecs"] += r.n_matvecs
-            if step == 0 and not math.isfinite(loss0):
-                loss0 = r.loss
-            row = dict(step=step, time=t, lr=r.lr, loss=r.loss, grad_norm=r.grad_norm)
-            row.update(threshold=integrator.threshold(r.lr), **r.info)
-            row.update(n_grads=r.n_grads, n_matvecs=r.n_matvecs)
-            row["wall"] = time.perf_counter() - wall0
-            store.append("steps", row)
-            if not math.isfinite(r.loss) or (
-                math.isfinite(loss0) and r.loss > cfg.stop.diverge_factor * max(loss0, 1e-12)
-            ):
-                status, reason = "diverged", f"loss {r.loss:.4g} at step {step}"
-                break
-            if cfg.stop.loss_below is not None and r.loss < cfg.stop.loss_below:
-                reason = f"loss {r.loss:.6g} < loss_below={cfg.stop.loss_below}"
-                break
-            if not bool(torch.isfinite(r.theta).all()):
-                status, reason = "diverged", f"non-finite parameters after step {step}"
-                break
-            theta, state, lr = r.theta, r.state, r.lr
-            step += 1
-            t += r.lr
-            bar.update(1, loss=r.loss, thr=integrator.threshold(r.lr))
-            if step % cfg.checkpoint_every == 0:
-                _checkpoint(
-                    store, theta, theta0, state, warm, step, t, lr, loss0, last_probe, totals
+    # ------------------------------------------------------------------ set-up
+    def _start(self) -> _State | dict[str, Any]:
+        """The state to start from, or the final status of a run that has already ended."""
+        store, problem = self.store, self.problem
+        ckpt = store.load_checkpoint(device=problem.device)
+        if ckpt is not None and ckpt[1].get("final"):
+            return self._finish_ended(ckpt[1])
+        if ckpt is not None:
+            st = _State.load(*ckpt)
+            if st.theta.numel() != problem.size:
+                raise StoreError(
+                    f"{store.path}/checkpoint.safetensors holds θ of size {st.theta.numel()}, "
+                    f"but the config builds a model with P={problem.size}"
                 )
-        # the final point: probe and snapshot it unless the schedule already did
-        if cfg.probe.enabled and last_probe != step and status != "diverged":
-            do_probe(theta, step, t, lr)
-        if cfg.snapshot_every and not store.snapshot_path(step).exists():
-            store.save_snapshot(step, theta, dict(time=t, lr=lr))
-        _checkpoint(
-            store, theta, theta0, state, warm, step, t, lr, loss0, last_probe, totals, final=True
+            store.truncate_metrics(st.step)
+            return st
+        theta = problem.initial_theta().detach().clone()
+        st = _State(
+            theta=theta,
+            theta0=theta,
+            integrator_state=self.integrator.init_state(problem, theta),
+            warm={},
+            step=0,
+            time=0.0,
+            lr=self.cfg.optimizer.lr,
         )
-    except KeyboardInterrupt:
-        store.set_status("interrupted", step=step, reason="interrupted; resume with --resume")
+        store.truncate_metrics(0)
+        return st
+
+    def _finish_ended(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """A run whose final checkpoint exists: write its final status if a kill lost it."""
+        st = self.store.status_or_none()
+        if st is not None and st.get("status") in ("completed", "diverged"):
+            return st
+        ending = dict(meta.get("ending") or {})
+        if not ending:  # a final checkpoint written before endings were recorded
+            ending = dict(status="completed", reason="ended (final checkpoint)")
+        status = ending.pop("status")
+        self.store.set_status(status, step=int(meta["step"]), **ending)
+        return self.store.status()
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict[str, Any]:
+        start = self._start()
+        if isinstance(start, dict):
+            return start
+        st = self.st = start
+        cfg, store, integrator, problem = self.cfg, self.store, self.integrator, self.problem
+        store.set_status("running", step=st.step)
+        max_steps = cfg.stop.max_steps
+        bar = _Progress(max_steps, st.step, self.progress, cfg.name)
+        self.wall0 = time.perf_counter()
+        status, reason = "completed", ""
+        try:
+            while True:
+                if self.stop.signum is not None:
+                    st.save(store)
+                    bar.close()
+                    return self._interrupted()
+                if _probe_due(cfg, st.step, self.every) and st.last_probe != st.step:
+                    res = self._probe()
+                    bar.update(0, lam1=res.metrics.get("lambda_1", math.nan))
+                if cfg.snapshot_every and st.step % cfg.snapshot_every == 0:
+                    store.save_snapshot(st.step, st.theta, dict(time=st.time, lr=st.lr))
+                if max_steps is not None and st.step >= max_steps:
+                    reason = f"max_steps={max_steps} reached"
+                    break
+                if cfg.stop.max_time is not None and st.time >= cfg.stop.max_time:
+                    reason = f"flow time {st.time:.6g} ≥ max_time={cfg.stop.max_time}"
+                    break
+                r = integrator.step(problem, st.theta, st.integrator_state)
+                st.totals["n_grads"] += r.n_grads
+                st.totals["n_matvecs"] += r.n_matvecs
+                if st.step == 0 and not math.isfinite(st.loss0):
+                    st.loss0 = r.loss
+                row = dict(step=st.step, time=st.time, lr=r.lr, loss=r.loss, grad_norm=r.grad_norm)
+                row.update(threshold=integrator.threshold(r.lr), **r.info)
+                row.update(n_grads=r.n_grads, n_matvecs=r.n_matvecs)
+                row["wall"] = time.perf_counter() - self.wall0
+                store.append("steps", row)
+                ended = self._stop_rule(r)
+                if ended is not None:
+                    status, reason = ended
+                    break
+                st.theta, st.integrator_state, st.lr = r.theta, r.state, r.lr
+                st.step += 1
+                st.time += r.lr
+                bar.update(1, loss=r.loss, thr=integrator.threshold(r.lr))
+                if st.step % cfg.checkpoint_every == 0:
+                    st.save(store)
+            # the final point: probe and snapshot it unless the schedule already did
+            if cfg.probe.enabled and st.last_probe != st.step and status != "diverged":
+                self._probe()
+            if cfg.snapshot_every and not store.snapshot_path(st.step).exists():
+                store.save_snapshot(st.step, st.theta, dict(time=st.time, lr=st.lr))
+            ending = dict(
+                status=status,
+                reason=reason,
+                time=st.time,
+                n_grads=st.totals["n_grads"],
+                n_matvecs=st.totals["n_matvecs"],
+                wall=time.perf_counter() - self.wall0,
+            )
+            st.save(store, ending=ending)
+        except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint beyond the last one
+            bar.close()
+            store.set_status(
+                "interrupted",
+                step=st.step,
+                reason="aborted at once; --resume continues from the last checkpoint",
+                signal="SIGINT",
+            )
+            raise
+        except BaseException as err:
+            bar.close()
+            store.set_status("failed", step=st.step, reason=f"{type(err).__name__}: {err}")
+            raise
         bar.close()
-        raise
-    except BaseException as err:
-        store.set_status("failed", step=step, reason=f"{type(err).__name__}: {err}")
-        bar.close()
-        raise
-    bar.close()
-    store.set_status(
-        status,
-        step=step,
-        reason=reason,
-        time=t,
-        n_grads=totals["n_grads"],
-        n_matvecs=totals["n_matvecs"],
-        wall=time.perf_counter() - wall0,
-    )
-    return store.status()
+        ending = dict(ending)
+        store.set_status(ending.pop("status"), step=st.step, **ending)
+        return store.status()
+
+    def _stop_rule(self, r) -> tuple[str, str] | None:
+        """``(status, reason)`` when the step just taken ends the run, else None."""
+        cfg, st = self.cfg, self.st
+        if not math.isfinite(r.loss) or (
+            math.isfinite(st.loss0) and r.loss > cfg.stop.diverge_factor * max(st.loss0, 1e-12)
+        ):
+            return "diverged", f"loss {r.loss:.4g} at step {st.step}"
+        if cfg.stop.loss_below is not None and r.loss < cfg.stop.loss_below:
+            return "completed", f"loss {r.loss:.6g} < loss_below={cfg.stop.loss_below}"
+        if not bool(torch.isfinite(r.theta).all()):
+            return "diverged", f"non-finite parameters after step {st.step}"
+        return None
+
+    def _interrupted(self) -> dict[str, Any]:
+        st = self.st
+        self.store.set_status(
+            "interrupted",
+            step=st.step,
+            reason=f"{self.stop.name} at step {st.step}; a checkpoint was written, "
+            "continue with --resume",
+            signal=self.stop.name,
+            time=st.time,
+            wall=time.perf_counter() - self.wall0,
+        )
+        return self.store.status()
+
+    def _probe(self):
+        st, p = self.st, self.p
+        thr = self.integrator.threshold(st.lr)
+        res = p.suite(
+            self.problem,
+            st.theta,
+            lr=st.lr,
+            threshold=thr,
+            theta0=st.theta0,
+            v0=st.warm.get("probe"),
+        )
+        if res.eig is not None:
+            st.warm["probe"] = res.eig.warm_start
+        st.totals["n_matvecs"] += res.n_matvecs
+        st.totals["n_grads"] += res.n_grads
+        row = dict(step=st.step, time=st.time, lr=st.lr, **res.metrics)
+        row.update(probe_matvecs=res.n_matvecs, probe_grads=res.n_grads)
+        if p.gn_probe is not None or self.cfg.probe.layerwise:
+            row.update(
+                _decomposition(
+                    self.problem, st.theta, p.gn_probe, self.cfg.probe.layerwise, st.warm, st.totals
+                )
+            )
+        self.store.append("probes", row)
+        st.last_probe = st.step
+        return res
 
 
 def _decomposition(problem, theta, gn_probe, layerwise: bool, warm: dict, totals: dict) -> dict:
@@ -345,10 +573,6 @@ def _decomposition(problem, theta, gn_probe, layerwise: bool, warm: dict, totals
     out: dict[str, float] = {}
     em2 = None
     if layerwise:
-        if not (
-            hasattr(problem.model, "linear_layers") and hasattr(problem.model, "activation_fn")
-        ):
-            raise ConfigError("probe.layerwise: the layerwise decomposition needs an MLP")
         stats = layerwise_stats(problem, theta)
         out.update(stats.metrics())
         em2 = float(stats.EM2)
@@ -361,22 +585,3 @@ def _decomposition(problem, theta, gn_probe, layerwise: bool, warm: dict, totals
         totals["n_matvecs"] += res.n_matvecs
         out.update(res.metrics)
     return out
-
-
-def _checkpoint(
-    store, theta, theta0, state, warm, step, t, lr, loss0, last_probe, totals, *, final=False
-) -> None:
-    tensors = {"theta": theta, "theta0": theta0}
-    tensors.update({f"state/{k}": v for k, v in state.items()})
-    tensors.update({f"warm/{k}": v for k, v in warm.items()})
-    meta = dict(
-        step=step,
-        time=t,
-        lr=lr,
-        initial_loss=loss0,
-        last_probe=last_probe,
-        totals=totals,
-        final=final,
-        pid=os.getpid(),
-    )
-    store.save_checkpoint(tensors, meta)

@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from eoslab.run.config import ConfigError, apply_overrides, parse_config, read_yaml
+from eoslab.run.config import ConfigError, Int, apply_overrides, parse_config, read_yaml
 from eoslab.store import RunStore, StoreError, atomic_write_bytes
 
 __all__ = ["SweepConfig", "expand", "load_sweep", "run_id", "run_sweep"]
@@ -52,11 +52,11 @@ class SweepConfig(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     zip: dict[str, list[Any]] = Field(default_factory=dict)
-    retries: int = Field(1, ge=0)
+    retries: Int = Field(1, ge=0)
     executor: str = "serial"
     scheduler: str | None = None
-    n_workers: int = Field(2, ge=1)
-    threads_per_worker: int = Field(1, ge=1)
+    n_workers: Int = Field(2, ge=1)
+    threads_per_worker: Int = Field(1, ge=1)
 
 
 def load_sweep(path: str | Path) -> tuple[SweepConfig, Path]:
