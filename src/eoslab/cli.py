@@ -236,7 +236,10 @@ def _sweep(args: argparse.Namespace) -> int:
         if entry["status"] == "failed":
             tries = entry["attempts"]
             print(f"  failed {rid} {entry['overrides']} (attempts {tries}): {entry['error']}")
-    return 0 if all(e["status"] != "failed" for e in state.values()) else 1
+    if any(e["status"] == "interrupted" for e in state.values()):
+        print(f"interrupted: eoslab sweep {args.sweep} continues the sweep", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK if all(e["status"] != "failed" for e in state.values()) else EXIT_FAILED
 
 
 def _plot(args: argparse.Namespace) -> int:

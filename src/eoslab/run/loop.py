@@ -17,8 +17,15 @@ A run killed at any moment resumes from its last checkpoint at step c: metric ro
 step ≥ c are dropped and recomputed. Everything is a deterministic function of the
 checkpoint, so on a given machine, in float64 on CPU, the resumed metrics equal those of an
 uninterrupted run (``tests/test_run.py`` kills a real subprocess with SIGKILL to check).
-When the run ends (any status), a final probe and snapshot at the final θ are recorded if
-the schedule did not already take them.
+When the run ends (completed or diverged), a final probe and snapshot at the final θ are
+recorded if the schedule did not already take them, then a final checkpoint that carries the
+ending, and last the status; a run killed between the two gets its status from that
+checkpoint on ``--resume``.
+
+Before any of this, :func:`prepare` builds and checks everything the config describes, so a
+bad config never leaves a run directory behind; the directory is locked for the whole run
+(:class:`eoslab.store.RunLock`). SIGINT/SIGTERM stop the loop at the next step boundary with a
+checkpoint and status ``interrupted`` (:class:`_StopRequest`).
 """
 
 from __future__ import annotations

@@ -236,7 +236,10 @@ def run_sweep(
     try:
         if kind == "serial":
             for rid, resolved in todo:
-                record(rid, execute_one(resolved, str(out / "runs" / rid), threads))
+                result = execute_one(resolved, str(out / "runs" / rid), threads)
+                record(rid, result)
+                if result.get("status") == "interrupted":
+                    break  # Ctrl-C stopped this run at a checkpoint: stop the sweep too
                 if bar is not None:
                     bar.update(1)
         elif kind == "dask":
