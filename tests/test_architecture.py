@@ -11,6 +11,7 @@ ROOT = Path(eoslab.__file__).parent
 RANK = {
     "params": 0,
     "_yaml": 0,
+    "_version": 0,
     "fits": 0,
     "data": 1,
     "models": 1,
@@ -43,6 +44,8 @@ def eoslab_imports(path: Path):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module.split(".")[0] == "eoslab" and "." in node.module:
                 yield node.module.split(".")[1], node.lineno
+            elif node.module == "eoslab":  # ``from eoslab import x``: the package root
+                yield "__init__", node.lineno
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")

@@ -4,7 +4,9 @@ The mathematics follows ``METHODS.md`` (shipped with the project documentation);
 public function cites the section it implements.
 """
 
-__version__ = "0.1.0"
+from eoslab._version import __version__
+
+__all__ = ["__version__", "load_run"]
 
 
 def __getattr__(name: str):

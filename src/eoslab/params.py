@@ -106,8 +106,3 @@ class ParamLayout:
         with torch.no_grad():
             for name, view in self.unflatten(theta).items():
                 module.get_parameter(name).copy_(view)
-
-
-def flatten_module(module: nn.Module) -> torch.Tensor:
-    """θ [P] of ``module``'s trainable parameters, in ``named_parameters()`` order."""
-    return ParamLayout.from_module(module).flatten(module)

@@ -22,6 +22,7 @@ from eoslab.probes.gauss_newton import GaussNewtonProbe, GaussNewtonResult
 from eoslab.probes.layerwise import (
     LayerwiseStats,
     counterfactual_sharpness,
+    is_mlp,
     layerwise_stats,
     per_layer_c,
     per_sample_m_norm_sq,
@@ -36,6 +37,7 @@ __all__ = [
     "GaussNewtonResult",
     "LayerwiseStats",
     "counterfactual_sharpness",
+    "is_mlp",
     "layerwise_stats",
     "per_layer_c",
     "per_sample_m_norm_sq",

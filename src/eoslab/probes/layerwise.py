@@ -76,6 +76,7 @@ __all__ = [
     "LayerwiseStats",
     "alignment_ratio",
     "counterfactual_sharpness",
+    "is_mlp",
     "layerwise_stats",
     "per_layer_c",
     "per_sample_m_norm_sq",
@@ -220,11 +221,20 @@ _NOT_MLP = (
 )
 
 
+def is_mlp(model: torch.nn.Module) -> bool:
+    """True when ``model`` has the shape :func:`layerwise_stats` needs (see ``_NOT_MLP``).
+
+    The one test of "is this a fully connected network" used by the run loop, ``eoslab
+    analyze`` and the layerwise probe itself: ``linear_layers()`` and an ``activation_fn``.
+    """
+    return callable(getattr(model, "linear_layers", None)) and hasattr(model, "activation_fn")
+
+
 def _mlp_layers(problem: Problem) -> tuple[list[_MLPLayer], Callable]:
     """The Linear layers of ``problem.model`` (names in θ, multipliers) and σ."""
     model = problem.model
     name = type(model).__name__
-    if not (callable(getattr(model, "linear_layers", None)) and hasattr(model, "activation_fn")):
+    if not is_mlp(model):
         raise ValueError(_NOT_MLP.format(name=name))
     sigma = model.activation_fn
     linears = list(model.linear_layers())

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import math
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -337,8 +336,6 @@ def parse_config(raw: dict[str, Any] | None) -> RunConfig:
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
     _model_keywords(cfg.model)
     _data_keywords(cfg.data)
-    if cfg.probe.enabled and cfg.probe.k < 1:
-        raise ConfigError("probe.k: must be at least 1")
     return cfg
 
 
@@ -404,8 +401,3 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     """Read, override and validate a config file (:func:`read_yaml`, :func:`apply_overrides`)."""
     return parse_config(apply_overrides(read_yaml(path), list(overrides)))
-
-
-def finite(x: float | None) -> bool:
-    """True for a finite float (None counts as not finite)."""
-    return x is not None and math.isfinite(x)

@@ -45,7 +45,13 @@ from typing import Any
 import torch
 
 from eoslab.dynamics import Integrator
-from eoslab.probes import GaussNewtonProbe, ProbeSuite, layerwise_stats, per_sample_m_norm_sq
+from eoslab.probes import (
+    GaussNewtonProbe,
+    ProbeSuite,
+    is_mlp,
+    layerwise_stats,
+    per_sample_m_norm_sq,
+)
 from eoslab.run.build import Built, build, check_probe, integrator_from_config
 from eoslab.run.config import ConfigError, RunConfig, parse_config
 from eoslab.store import RunStore, StoreError
@@ -77,7 +83,7 @@ def environment(cfg: RunConfig) -> dict[str, Any]:
     """Versions, git revision, device, dtype and thread count of this process."""
     import numpy as np
 
-    from eoslab import __version__
+    from eoslab._version import __version__
 
     dev = torch.device(cfg.device)
     return dict(
@@ -204,11 +210,6 @@ def prepare(cfg: RunConfig) -> Prepared:
         raise ConfigError(f"probe: {err}") from None
     gn_probe = GaussNewtonProbe(tol=p.gn_tol, seed=0) if p.gauss_newton else None
     return Prepared(cfg, built, integrator, suite, gn_probe)
-
-
-def is_mlp(model: torch.nn.Module) -> bool:
-    """True for the fully connected networks the layerwise decomposition (§5) applies to."""
-    return hasattr(model, "linear_layers") and hasattr(model, "activation_fn")
 
 
 class _StopRequest:
