@@ -203,7 +203,13 @@ class StopConfig(_Section):
 
 
 class RunConfig(_Section):
-    """One run: data, model, loss, optimizer, probes, snapshots, checkpoints, stop rules."""
+    """One run: data, model, loss, optimizer, probes, snapshots, checkpoints, stop rules.
+
+    ``tensorboard: true`` also writes every metric row as TensorBoard scalars to
+    ``RUN/tensorboard/`` while the run goes (the ``tensorboard`` extra; :mod:`eoslab.run.live`).
+    It changes nothing that is computed: it is no config difference for ``--resume`` (a
+    resumed run can switch the view on) and is left out of sweep run ids.
+    """
 
     name: str = "run"
     dtype: Literal["float32", "float64"] = "float64"
@@ -217,6 +223,7 @@ class RunConfig(_Section):
     snapshot_every: Int | None = Field(100, ge=1)
     checkpoint_every: Int = Field(100, ge=1)
     stop: StopConfig = Field(default_factory=lambda: StopConfig(max_steps=1000))
+    tensorboard: bool = False
 
     def probe_every(self) -> int:
         """Probe period in steps: ``probe.every`` or round(1/lr) ≥ 1 (Lowell 2022)."""

@@ -54,6 +54,7 @@ from eoslab.probes import (
 )
 from eoslab.run.build import Built, build, check_probe, integrator_from_config
 from eoslab.run.config import ConfigError, RunConfig, parse_config
+from eoslab.run.live import TENSORBOARD_DIR, VIEW_FIELDS, TensorBoardSink
 from eoslab.store import RunStore, StoreError
 
 __all__ = ["Prepared", "environment", "prepare", "run"]
@@ -106,6 +107,8 @@ def environment(cfg: RunConfig) -> dict[str, Any]:
 def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(a) | set(b)):
+        if not prefix and key in VIEW_FIELDS:
+            continue  # how the run is watched, not what it computes
         path = f"{prefix}{key}"
         va, vb = a.get(key, "<missing>"), b.get(key, "<missing>")
         if isinstance(va, dict) and isinstance(vb, dict):
@@ -287,6 +290,7 @@ def run(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    tensorboard: bool | None = None,
 ) -> dict[str, Any]:
     """Carry out one run and record it in the run directory ``out``.
 
@@ -305,6 +309,9 @@ def run(
             it has none); a run that ended is left as it is.
         overwrite: replace a run already in ``out`` (refused while it is running).
         progress: show a progress bar on stderr.
+        tensorboard: write the metric rows as TensorBoard scalars to ``out/tensorboard``
+            (:class:`~eoslab.run.live.TensorBoardSink`); None: as ``config`` (or, without
+            one, the saved config) says.
 
     Returns:
         The final status dict (also in ``out/status.json``): ``status`` is ``completed``,
@@ -317,6 +324,12 @@ def run(
     out = Path(out)
     cfg, resuming = _resolve_config(config, out, resume)
     prepared = prepare(cfg)
+    if tensorboard is None:
+        tensorboard = (config if config is not None else cfg).tensorboard
+    sinks = [TensorBoardSink(out / TENSORBOARD_DIR)] if tensorboard else []
+    if sinks and progress:
+        where = out / TENSORBOARD_DIR
+        print(f"TensorBoard event files in {where} (tensorboard --logdir {where})", file=sys.stderr)
     if resuming:
         store = RunStore.open(out, lock="resume")
         try:
@@ -331,8 +344,10 @@ def run(
         store = RunStore.create(out, cfg.to_dict(), environment(cfg), overwrite=overwrite)
     try:
         with _StopRequest() as stop:
-            return _Loop(prepared, store, progress=progress, stop=stop).run()
+            return _Loop(prepared, store, progress=progress, stop=stop, sinks=sinks).run()
     finally:
+        for sink in sinks:
+            sink.close()
         store.close()
 
 
@@ -390,7 +405,7 @@ class _State:
 class _Loop:
     """One run's loop over steps (see the module docstring for the order of events)."""
 
-    def __init__(self, prepared: Prepared, store: RunStore, *, progress: bool, stop):
+    def __init__(self, prepared: Prepared, store: RunStore, *, progress: bool, stop, sinks=()):
         self.p = prepared
         self.cfg = prepared.cfg
         self.problem = prepared.built.problem
@@ -399,6 +414,12 @@ class _Loop:
         self.progress = progress
         self.stop = stop
         self.every = self.cfg.probe_every()
+        self.sinks = list(sinks)  # live views: each row also goes to sink.write(stream, row)
+
+    def _record(self, stream: str, row: dict[str, Any]) -> None:
+        self.store.append(stream, row)
+        for sink in self.sinks:
+            sink.write(stream, row)
 
     # ------------------------------------------------------------------ set-up
     def _start(self) -> _State | dict[str, Any]:
@@ -479,7 +500,7 @@ class _Loop:
                 row.update(threshold=integrator.threshold(r.lr), **r.info)
                 row.update(n_grads=r.n_grads, n_matvecs=r.n_matvecs)
                 row["wall"] = time.perf_counter() - self.wall0
-                store.append("steps", row)
+                self._record("steps", row)
                 ended = self._stop_rule(r)
                 if ended is not None:
                     status, reason = ended
@@ -571,7 +592,7 @@ class _Loop:
                     self.problem, st.theta, p.gn_probe, self.cfg.probe.layerwise, st.warm, st.totals
                 )
             )
-        self.store.append("probes", row)
+        self._record("probes", row)
         st.last_probe = st.step
         return res
 

@@ -35,6 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eoslab.run.config import ConfigError, Int, apply_overrides, parse_config, read_yaml
+from eoslab.run.live import VIEW_FIELDS
 from eoslab.store import RunStore, StoreError, atomic_write_bytes
 
 __all__ = ["SweepConfig", "expand", "load_sweep", "run_id", "run_sweep"]
@@ -140,9 +141,14 @@ ADDED_FIELDS = {
 def run_id(resolved: dict) -> str:
     """12 hex digits of SHA-256 over the canonical JSON of a resolved config.
 
-    Fields of :data:`ADDED_FIELDS` at their default values are left out.
+    Fields of :data:`ADDED_FIELDS` at their default values are left out, and so are the
+    view fields (``tensorboard``, :data:`eoslab.run.live.VIEW_FIELDS`) whatever their value.
     """
-    resolved = {k: dict(v) if isinstance(v, dict) else v for k, v in resolved.items()}
+    resolved = {
+        k: dict(v) if isinstance(v, dict) else v
+        for k, v in resolved.items()
+        if k not in VIEW_FIELDS
+    }
     for (section, field), default in ADDED_FIELDS.items():
         if isinstance(resolved.get(section), dict) and resolved[section].get(field) == default:
             del resolved[section][field]
