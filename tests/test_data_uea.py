@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -245,6 +246,41 @@ def test_missing_values_error_zero_interpolate(tmp_path):
     path = write(tmp_path / "n_TRAIN.ts", ts_text([all_nan], ["x"], declared=("x",)))
     with pytest.raises(ValueError, match="channel 0 has no values"):
         load_uea(path, window=3, missing="interpolate")
+
+
+@pytest.mark.parametrize(
+    "value", ["inf", "-inf", "Infinity", "-Infinity", "INF", "1e400", "-1E+400", "+inf"]
+)
+def test_infinite_or_overflowing_values_name_file_and_line(tmp_path, value):
+    # a real file: line 12 is the first recording, line 13 the one with the bad value (its
+    # second channel, value 1); read_ts and load_uea both refuse it
+    head = ts_text([np.zeros((2, 3))], ["n"]).split("@data\n")[0] + "@data\n"
+    path = write(tmp_path / "Inf_TRAIN.ts", head + f"1,2,3:4,5,6:n\n1,2,3:4,{value},6:s\n")
+    message = rf"Inf_TRAIN\.ts:13: channel 1, value 1: '{re.escape(value)}' is not finite"
+    with pytest.raises(TsFormatError, match=message) as err:
+        read_ts(path)
+    assert err.value.line == 13 and err.value.path == path
+    with pytest.raises(TsFormatError, match=message):
+        load_uea(path, window=3)
+
+
+def test_nan_and_question_mark_stay_missing_values_and_dtype_overflow_is_refused(tmp_path):
+    # "nan" is read as a missing value, like "?" (the missing-value options apply to both)
+    text = "@classLabel true a\n@univariate true\n@data\n1,nan,3,?:a\n"
+    path = write(tmp_path / "N_TRAIN.ts", text)
+    assert np.isnan(read_ts(path).series[0][0, [1, 3]]).all()
+    with pytest.raises(ValueError, match=r"N_TRAIN\.ts:4 \(recording 0\): 2 missing"):
+        load_uea(path, window=4)
+    assert load_uea(path, window=4, missing="zero").X[0, 0].tolist() == [1, 0, 3, 0]
+    # finite in float64 but beyond float32: refused when loading as float32, with file:line
+    text = "@classLabel true a\n@univariate true\n@data\n1,2,3:a\n\n4,-1e300,6:a\n"
+    path = write(tmp_path / "B_TRAIN.ts", text)
+    with pytest.raises(
+        ValueError, match=r"B_TRAIN\.ts:6: recording 1, channel 0, value 1: -1e\+300 is beyond"
+    ):
+        load_uea(path, window=3)
+    big = load_uea(path, window=3, dtype=torch.float64)
+    assert big.X[1, 0, 1].item() == -1e300
 
 
 def test_undeclared_labels_are_sorted_and_registry(tmp_path):

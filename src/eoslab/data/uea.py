@@ -132,16 +132,27 @@ def _parse_channel(path: Path, line: int, channel: int, text: str) -> np.ndarray
     values = [v.strip() for v in text.split(",")]
     values = ["nan" if v == "?" else v for v in values]
     try:
-        return np.array(values, dtype=np.float64)
+        out = np.array(values, dtype=np.float64)
     except ValueError:
-        pass
-    for k, v in enumerate(values):
-        try:
-            float(v)
-        except ValueError:
-            what = "an empty value" if v == "" else f"{v!r}, not a number or '?'"
-            raise TsFormatError(path, line, f"channel {channel}, value {k}: {what}") from None
-    raise TsFormatError(path, line, f"channel {channel}: cannot parse values")  # unreachable
+        for k, v in enumerate(values):
+            try:
+                float(v)
+            except ValueError:
+                what = "an empty value" if v == "" else f"{v!r}, not a number or '?'"
+                raise TsFormatError(path, line, f"channel {channel}, value {k}: {what}") from None
+        raise TsFormatError(path, line, f"channel {channel}: cannot parse values") from None
+    # ±inf, written out ("inf", "-Infinity") or overflowing float64 ("1e400"); NaN stays,
+    # as a missing value like "?"
+    infinite = np.isinf(out)
+    if infinite.any():
+        k = int(np.flatnonzero(infinite)[0])
+        raise TsFormatError(
+            path,
+            line,
+            f"channel {channel}, value {k}: {values[k]!r} is not finite (infinite or beyond "
+            "float64's range); values must be finite numbers or '?'",
+        )
+    return out
 
 
 def read_ts(path: str | Path) -> TsFile:
@@ -159,9 +170,10 @@ def read_ts(path: str | Path) -> TsFile:
             repeated identifier, text before ``@data`` that is neither header nor comment,
             no ``@data`` line or no data after it, timestamped series or regression
             targets (not supported), a wrong number of channels, a value that is neither
-            a number nor ``?``, channels of unequal length within a recording, a length
-            other than ``@seriesLength`` / unequal lengths under ``@equalLength true``, or
-            a label not declared by ``@classLabel``.
+            a finite number nor ``?`` (``inf``, ``-Infinity`` and ``1e400`` are refused;
+            ``nan`` reads as missing, like ``?``), channels of unequal length within a
+            recording, a length other than ``@seriesLength`` / unequal lengths under
+            ``@equalLength true``, or a label not declared by ``@classLabel``.
     """
     path = Path(path)
     if not path.is_file():
@@ -512,7 +524,8 @@ def load_uea(
     Raises:
         FileNotFoundError: if the file is not found (lists the paths tried).
         TsFormatError: if the file is malformed (file and line).
-        ValueError: on bad options, missing values with ``missing="error"``, a short
+        ValueError: on bad options, missing values with ``missing="error"``, a value
+            beyond the range of ``dtype`` (file and line), a short
             recording with ``pad="error"``, unequal lengths with ``window=None``, or a
             file without class labels.
     """
@@ -554,6 +567,13 @@ def load_uea(
     padded, dropped, cropped = 0, 0, 0
     for r, (rec, line) in enumerate(zip(ts.series, ts.lines)):
         rec = _fill_missing(rec, missing, f"{path}:{line} (recording {r})")
+        overflow = torch.isinf(torch.from_numpy(rec).to(dtype))
+        if overflow.any():
+            c, k = (int(i) for i in torch.nonzero(overflow)[0])
+            raise ValueError(
+                f"{path}:{line}: recording {r}, channel {c}, value {k}: {rec[c, k]:g} is "
+                f"beyond the range of dtype {dtype}; pass a wider dtype (e.g. torch.float64)"
+            )
         T = rec.shape[1]
         if T < window:
             if pad == "error":
