@@ -67,7 +67,12 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume without a CONFIG needs --out RUN")
         out = Path(args.out or f"runs/{cfg.name}")
         status = run(
-            cfg, out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+            cfg,
+            out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            tensorboard=True if getattr(args, "tensorboard", False) else None,
         )
     except (ConfigError, StoreError) as err:
         raise CLIError(f"eoslab run: {err}") from None
@@ -339,18 +344,99 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    """``eoslab show RUN``: print a run's summary."""
+    """``eoslab show RUN``: print a run's summary; ``--follow``: then each new probe row."""
     from eoslab.run import ConfigError
     from eoslab.store import StoreError
 
+    follow = getattr(args, "follow", False)
+    if follow and not args.interval > 0:
+        raise CLIError(f"eoslab show: --interval must be positive, got {args.interval}")
     try:
-        print(_summary(Path(args.run)))
+        print(_summary(Path(args.run)), flush=True)
         if args.figure:
             files = _figure(Path(args.run))
             print(f"figure: {', '.join(str(f) for f in files)}" if files else "no probes")
+        if follow:
+            return _follow(Path(args.run), args.interval)
     except (ConfigError, StoreError) as err:
         raise CLIError(f"eoslab show: {err}") from None
     return 0
+
+
+def _follow(path: Path, interval: float) -> int:
+    """Print the last probe row of the run at ``path``, then each new one, until it stops.
+
+    Returns 0 when the run's status is no longer ``running`` (after its last rows and the
+    final status), 1 when its process is gone with the status still ``running`` (killed),
+    130 on Ctrl-C (quietly).
+    """
+    import time
+
+    from eoslab.run.live import ProbeTable, RowFollower, writer_gone
+    from eoslab.store import RunStore
+
+    store = RunStore.open(path)
+    rows = RowFollower(path / "probes.jsonl")
+    table = None
+
+    def emit(new: list[dict]) -> None:
+        nonlocal table
+        for row in new:
+            if table is None:
+                table = ProbeTable(row)
+                print(table.header)
+            print(table.line(row), flush=True)
+
+    try:
+        emit(rows.poll()[-1:])  # where the run stands, then each probe as it lands
+        while True:
+            status = store.status_or_none() or {}  # read before the rows: none is missed
+            running = status.get("status", "running") == "running"
+            gone = running and writer_gone(path)
+            emit(rows.poll())
+            if not running:
+                reason = f" ({status['reason']})" if status.get("reason") else ""
+                print(f"status {status.get('status')} at step {status.get('step')}{reason}")
+                return EXIT_OK
+            if gone:
+                print(
+                    f"status running, but no process writes into {path} any more (killed?); "
+                    f"eoslab run --resume --out {path} continues it"
+                )
+                return EXIT_FAILED
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _tensorboard(args: argparse.Namespace) -> int:
+    """``eoslab tensorboard RUN_OR_SWEEP``: TensorBoard event files from stored runs."""
+    import json as _json
+
+    from eoslab.run import ConfigError
+    from eoslab.run.live import export_events
+    from eoslab.store import StoreError
+
+    try:
+        done = export_events(args.path, args.out)
+    except (ConfigError, StoreError) as err:
+        raise CLIError(f"eoslab tensorboard: {err}") from None
+    overrides = {}
+    state = Path(args.path) / "sweep_state.json"
+    if state.is_file():
+        try:
+            overrides = {k: v.get("overrides") for k, v in _json.loads(state.read_text()).items()}
+        except (ValueError, AttributeError):
+            overrides = {}
+    print(f"wrote event files of {len(done.runs)} run(s) to {done.logdir}")
+    for name, folder in done.runs.items():
+        label = f"  {overrides[name]}" if overrides.get(name) else ""
+        print(f"  {name}: {done.scalars[name]} scalars in {folder}{label}")
+    for name, why in done.skipped.items():
+        print(f"  skipped {name}: {why}")
+    if done.runs:
+        print(f"view with: tensorboard --logdir {done.logdir}")
+    return EXIT_OK if done.runs else EXIT_FAILED
 
 
 def _parse_kw(items: list[str]) -> dict:
@@ -437,11 +523,34 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     r.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard scalars to RUN/tensorboard (needs eoslab[tensorboard])",
+    )
     r.set_defaults(func=_run)
     show_run = sub.add_parser("show", help="summary of a run directory")
     show_run.add_argument("run", help="run directory")
     show_run.add_argument("--figure", action="store_true", help="also (re)write sharpness.png")
+    show_run.add_argument(
+        "--follow",
+        action="store_true",
+        help="then print each new probe row until the run stops running (Ctrl-C to leave)",
+    )
+    show_run.add_argument(
+        "--interval", type=float, default=2.0, metavar="SECONDS", help="--follow's polling period"
+    )
     show_run.set_defaults(func=_show)
+    tb = sub.add_parser(
+        "tensorboard",
+        help="TensorBoard event files of finished runs (a run, a sweep or a folder of runs)",
+        description="Write TensorBoard scalars from the stored rows: a run's into RUN/tensorboard, "
+        "a sweep's into SWEEP/tensorboard/<run id> (one folder per run, to compare them). "
+        "Needs pip install 'eoslab[tensorboard]'.",
+    )
+    tb.add_argument("path", help="run or sweep directory")
+    tb.add_argument("--out", help="folder for the event files (older event files are replaced)")
+    tb.set_defaults(func=_tensorboard)
     an = sub.add_parser("analyze", help="Gauss–Newton/layerwise analysis of a run's snapshots")
     an.add_argument("run", help="run directory")
     an.add_argument(
