@@ -194,8 +194,9 @@ class TensorBoardSink:
             (int(m.group(1)) for p in self.logdir.iterdir() if (m := _EVENT_FILE.match(p.name))),
             default=None,
         )
-        if newest is not None and time.time() < newest + 1:
-            time.sleep(newest + 1 - time.time())
+        now = time.time()
+        if newest is not None and newest <= now < newest + 1:
+            time.sleep(newest + 1 - now)
         self._writer = self._cls(
             log_dir=str(self.logdir), purge_step=step, flush_secs=self.flush_secs
         )
