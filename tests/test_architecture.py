@@ -30,7 +30,7 @@ RANK = {
     "__init__": 10,
 }
 # plots read stored results only: no torch model code
-ONLY = {"plots": {"store", "plots"}}
+ONLY = {"plots": {"store", "plots", "fits"}}
 
 
 def room_of(path: Path) -> str:

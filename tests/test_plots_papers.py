@@ -17,8 +17,11 @@ import warnings
 import numpy as np
 import pytest
 
+from eoslab.fits import linear_fit, power_law_fit
 from eoslab.plots import papers
 from eoslab.plots.papers import FIGURES, TABLES, RunData, load_runs, study_labels
+from eoslab.plots.papers.lowell2022 import densest, fig4_candidates
+from eoslab.plots.papers.peaks import peak_alignment, peak_lambda_1
 from eoslab.store import RunStore, StoreError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -511,19 +514,19 @@ def test_needs_distinguishes_experiments(runs):
 
 
 def test_figure4_uses_the_densest_probed_run(runs):
-    run, n_top = papers._densest(papers._fig4_candidates(runs))
+    run, n_top = densest(fig4_candidates(runs))
     assert run.name == "entering" and n_top == 9
 
 
 def test_peak_lambda_ignores_the_transient_and_is_linear_in_N(runs):
     relu = sorted(pick(runs, "flow_relu"), key=lambda r: r.n_train)
-    peaks = [papers._peak_lambda_1(r) for r in relu]
+    peaks = [peak_lambda_1(r) for r in relu]
     assert peaks == pytest.approx([0.05 * r.n_train + 4 for r in relu], rel=1e-3)
-    slope, intercept, r2 = papers._linear_fit([r.n_train for r in relu], peaks)
-    assert slope == pytest.approx(0.05, rel=1e-3) and r2 == pytest.approx(1.0, abs=1e-9)
+    fit = linear_fit([r.n_train for r in relu], peaks)
+    assert fit.slope == pytest.approx(0.05, rel=1e-3) and fit.r2 == pytest.approx(1.0, abs=1e-9)
     tanh = pick(runs, "flow_tanh_250")[0]
-    assert papers._peak_lambda_1(tanh) == pytest.approx(0.02 * 250 + 11, rel=1e-3)
-    assert papers._peak_lambda_1(tanh, transient=0) == pytest.approx(5 * (0.02 * 250 + 10))
+    assert peak_lambda_1(tanh) == pytest.approx(0.02 * 250 + 11, rel=1e-3)
+    assert peak_lambda_1(tanh, transient=0) == pytest.approx(5 * (0.02 * 250 + 10))
 
 
 def test_table1_matches_hand_computation(runs):
@@ -614,15 +617,15 @@ def test_table2_power_law(runs):
     assert lam == ["| dice | MSE | peak λ_1 | 3 | 0.500 | 1.000 | 6 | 300–1200 |"]
     mse = next(x for x in lines if "| dice | MSE | peak alignment (V) |" in x).split("|")
     assert float(mse[5]) == pytest.approx(0.2, abs=0.01) and 0.5 < float(mse[6]) < 1.0
-    a, b, r2 = papers._power_law_fit([1, 2, 4], [3, 3 * 2**0.7, 3 * 4**0.7])
-    assert (a, b, r2) == pytest.approx((3.0, 0.7, 1.0))
+    fit = power_law_fit([1, 2, 4], [3, 3 * 2**0.7, 3 * 4**0.7])
+    assert (fit.a, fit.b, fit.r2) == pytest.approx((3.0, 0.7, 1.0))
 
 
 def test_peak_alignment_falls_back_to_analysis_rows(runs):
     r = copy.copy(pick(runs, "l24")[0])
     r.summary = None
     expected = max(x["comp1_V"] for x in r.analysis if x["step"] >= 10)
-    assert papers._peak_alignment(r) == pytest.approx(expected)
+    assert peak_alignment(r) == pytest.approx(expected)
 
 
 def test_study_labels_name_what_differs(runs):
