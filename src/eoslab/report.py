@@ -4,8 +4,9 @@
 :data:`eoslab.plots.papers.FIGURES` whose data the runs have (the others are listed with the
 reason they were skipped), each table of :data:`~eoslab.plots.papers.TABLES`, a table of the
 runs (status, overrides, final loss, peak λ_1) and the sweep file and run configs, into
-``DIR/report/index.html`` with the figures beside it (PNG for the page, PDF for papers). It
-reads stored results only.
+``DIR/report/index.html`` with the figures beside it (PNG for the page, PDF for papers),
+through :func:`eoslab.plots.papers.render` (the loop ``eoslab plot`` uses too). It reads
+stored results only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from eoslab.plots.papers import FIGURES, TABLES, load_runs
+from eoslab.plots.papers import FIGURES, TABLES, load_runs, render
 
 __all__ = ["markdown_table_to_html", "write_report"]
 
@@ -69,7 +70,8 @@ def _runs_table(runs) -> str:
     for r in runs:
         losses = [s["loss"] for s in r.steps if isinstance(s.get("loss"), (int, float))]
         lam = [p["lambda_1"] for p in r.probes if isinstance(p.get("lambda_1"), (int, float))]
-        thr = [p["threshold"] for p in r.probes if isinstance(p.get("threshold"), (int, float))]
+        _, thr = r.threshold_series()  # the integrator's own (2/τ for exponential Euler)
+        thr = [x for x in thr if math.isfinite(x)]
         over = ", ".join(f"{k}={v}" for k, v in (r.overrides or {}).items())
         rows.append(
             [
@@ -126,16 +128,12 @@ def write_report(path: str | Path, *, out: str | Path | None = None) -> Path:
         "<h2>Figures</h2>",
     ]
     skipped = []
-    for name, spec in FIGURES.items():
-        reason = spec.needs(runs)
-        if reason:
-            skipped.append((name, reason))
+    # a figure or table that fails is reported, the page still appears
+    for name, files in render(runs, list(FIGURES), fig_dir, keep_going=True):
+        if isinstance(files, str):
+            skipped.append((name, files))
             continue
-        try:
-            files = spec.func(runs, fig_dir / name)
-        except Exception as err:  # a figure that fails is reported, the page still appears
-            skipped.append((name, f"failed: {type(err).__name__}: {err}"))
-            continue
+        spec = FIGURES[name]
         png = next((f for f in files if str(f).endswith(".png")), None)
         if png is None:
             continue
@@ -152,13 +150,11 @@ def write_report(path: str | Path, *, out: str | Path | None = None) -> Path:
             + "</p>"
         )
     parts.append("<h2>Tables</h2>")
-    for name, spec in TABLES.items():
-        reason = spec.needs(runs)
-        if reason:
-            parts.append(f"<p class='skip'>{html.escape(name)}: {html.escape(reason)}</p>")
+    for name, files in render(runs, list(TABLES), out, keep_going=True):
+        if isinstance(files, str):
+            parts.append(f"<p class='skip'>{html.escape(name)}: {html.escape(files)}</p>")
             continue
-        md = spec.func(runs)
-        (out / f"{name}.md").write_text(md)
+        md = files[0].read_text()
         parts.append(f"<h3>{html.escape(name)}</h3>" + markdown_table_to_html(md))
     parts.append("<h2>Configurations</h2>")
     sweep_file = path / "sweep.yaml"
