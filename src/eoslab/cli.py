@@ -249,7 +249,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     """``eoslab plot PATH``: the papers' figures and tables from stored runs."""
-    from eoslab.plots.papers import FIGURES, TABLES, load_runs
+    from eoslab.plots.papers import FIGURES, TABLES, load_runs, render
     from eoslab.store import StoreError
 
     if args.list:
@@ -268,23 +268,15 @@ def _plot(args: argparse.Namespace) -> int:
         raise CLIError(f"eoslab plot: unknown figure {unknown}; see eoslab plot --list")
     options = _table_options(args.kw, names, TABLES)
     out = Path(args.out or Path(args.path) / "figures")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        spec = FIGURES.get(name) or TABLES[name]
-        reason = spec.needs(runs)
-        if reason:
-            print(f"  skip {name}: {reason}")
-            continue
-        if name in FIGURES:
-            files = spec.func(runs, out / name)
-            print(f"  {name}: {', '.join(str(f) for f in files)}")
+    try:
+        done = render(runs, names, out, options)
+    except ValueError as err:
+        raise CLIError(f"eoslab plot: {err}") from None
+    for name, result in done:
+        if isinstance(result, str):
+            print(f"  skip {name}: {result}")
         else:
-            try:
-                text = spec(runs, **options)
-            except ValueError as err:
-                raise CLIError(f"eoslab plot: {err}") from None
-            (out / f"{name}.md").write_text(text)
-            print(f"  {name}: {out / (name + '.md')}")
+            print(f"  {name}: {', '.join(str(f) for f in result)}")
     return 0
 
 
@@ -296,15 +288,12 @@ def _table_options(pairs: list[str], names: list[str], tables) -> dict:
     """
     if not pairs:
         return {}
-    import inspect
-
     if len(names) != 1 or names[0] not in tables:
         raise CLIError(
             "eoslab plot: --kw options go to one table; name it with --figure (e.g. "
             "--figure l22_table1 --kw min_rho=none --kw min_time=3)"
         )
-    params = inspect.signature(tables[names[0]].func).parameters
-    known = [p.name for p in params.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    known = list(tables[names[0]].options)
     options = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
