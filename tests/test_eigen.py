@@ -447,7 +447,8 @@ def test_power_la_adaptive_shift_escapes_dominant_negative_eigenvalues():
     op = spectrum_op(lam, seed=13)
     res = block_power(op, 5, which="LA", max_iter=2000)
     check(res, op, lam, "LA", 5)
-    assert res.n_matvecs == 7 * res.n_iter
+    # b = 7 products per iteration, plus at most 8 for the missed-eigenvalue check
+    assert 7 * res.n_iter < res.n_matvecs <= 7 * res.n_iter + 8
 
 
 def test_power_la_shift():

@@ -5,6 +5,12 @@ seed=0, <its own keyword-only options>)`` on an :class:`~eoslab.linalg.base.Oper
 returns an :class:`EigResult`: eigenvalues in ``which`` order, orthonormal eigenvectors
 [P, k], residuals ‖A v − λ v‖ from products, convergence flags (with a
 :class:`NonConvergenceWarning` whenever one is false) and the operator applications used.
+No solver reports a wrong pair as converged where a check can tell: a tol below the dtype's
+residual floor is raised to it (:class:`ToleranceFloorWarning`, ``EigResult.tol`` is the
+tolerance applied), a zero operator is recognised from its first block of products, and
+after convergence a few Lanczos steps on the operator deflated against the converged
+vectors look for a wanted eigenvalue the solver missed (``verify_steps``; see
+:mod:`eoslab.eigen._verify`).
 
 :func:`eigsh` dispatches by name through the plain dict :data:`SOLVERS`. The default,
 :data:`DEFAULT_METHOD`, is thick-restart Lanczos: on the CPU curvature products cost the
@@ -20,7 +26,12 @@ from __future__ import annotations
 from eoslab.eigen.lanczos import arpack, lanczos
 from eoslab.eigen.lobpcg import lobpcg
 from eoslab.eigen.power import block_power
-from eoslab.eigen.result import ConvergenceError, EigResult, NonConvergenceWarning
+from eoslab.eigen.result import (
+    ConvergenceError,
+    EigResult,
+    NonConvergenceWarning,
+    ToleranceFloorWarning,
+)
 from eoslab.linalg.base import Operator
 
 #: Solvers by name, for configs and :func:`eigsh`.
@@ -67,6 +78,7 @@ __all__ = [
     "ConvergenceError",
     "EigResult",
     "NonConvergenceWarning",
+    "ToleranceFloorWarning",
     "arpack",
     "block_power",
     "eigsh",

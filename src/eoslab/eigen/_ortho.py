@@ -1,7 +1,7 @@
 """Kernels shared by the eigensolvers (``METHODS.md`` §6).
 
-Argument checks, start blocks, orthonormalisation, Rayleigh–Ritz ordering and the
-convergence test.
+Argument checks, start blocks, orthonormalisation, Rayleigh–Ritz ordering, the
+convergence test and the tolerance actually applied.
 
 Storage convention: a block of m vectors is kept **row-major as Vt [m, P]** (each vector
 contiguous) and handed to operators as the [P, m] view ``Vt.T``. At P in the millions this
@@ -13,9 +13,12 @@ without copies (see ``docs/design-notes.md``).
 from __future__ import annotations
 
 import operator as _operator
+import warnings
+from dataclasses import dataclass
 
 import torch
 
+from eoslab.eigen.result import ToleranceFloorWarning
 from eoslab.linalg.base import Operator
 
 WHICH = ("LA", "SA", "LM")
@@ -70,6 +73,51 @@ def check_problem(
     if max_iter < 1:
         raise ValueError(f"{method}: max_iter must be at least 1, got {max_iter}")
     return k
+
+
+def check_verify_steps(verify_steps: int, *, method: str) -> int:
+    """``verify_steps`` (Lanczos steps of the missed-eigenvalue check) if a non-negative int.
+
+    Raises:
+        ValueError: otherwise.
+    """
+    if not isinstance(verify_steps, int) or isinstance(verify_steps, bool) or verify_steps < 0:
+        raise ValueError(
+            f"{method}: verify_steps must be a non-negative integer, got {verify_steps!r}"
+        )
+    return verify_steps
+
+
+#: (method, dtype, tol) already warned about by :func:`applied_tol` in this process.
+_FLOOR_WARNED: set[tuple[str, torch.dtype, float]] = set()
+
+
+def applied_tol(tol: float, dtype: torch.dtype, *, method: str, stacklevel: int = 3) -> float:
+    """The relative tolerance a residual test in ``dtype`` can apply: max(tol, 128 ε_mach).
+
+    :func:`threshold` bounds the residual of pair i by max(tol·|θ_i|, 128 ε_mach max_j |θ_j|),
+    so for the largest pair no tol below 128 ε_mach (float32: 1.5e-5, float64: 2.8e-14) is
+    ever applied, and a smaller request would only be reported, not met. Such a request is
+    raised to the floor (which leaves every threshold unchanged) and warned about with
+    :class:`~eoslab.eigen.result.ToleranceFloorWarning` once per process per
+    (method, dtype, tol).
+    """
+    tol = float(tol)
+    floor = FLOOR_ULPS * torch.finfo(dtype).eps
+    if tol >= floor:
+        return tol
+    key = (method, dtype, tol)
+    if key not in _FLOOR_WARNED:
+        _FLOOR_WARNED.add(key)
+        warnings.warn(
+            f"{method}: tol={tol:g} is below what a residual computed in {dtype} can show "
+            f"(128 ε_mach = {floor:.3g} relative to the largest eigenvalue); applying "
+            f"tol={floor:.3g} instead (EigResult.tol; the request is kept as requested_tol). "
+            "Use float64 for a tighter tolerance. Warned once per method, dtype and tol.",
+            ToleranceFloorWarning,
+            stacklevel=stacklevel,
+        )
+    return floor
 
 
 def check_block_size(block_size: int | None, k: int, P: int, *, method: str) -> int:
@@ -212,20 +260,31 @@ def ortho_limit(dtype: torch.dtype, P: int) -> float:
 
 
 def start_rows(
-    op: Operator, m: int, v0: torch.Tensor | None, gen: torch.Generator, *, method: str
-) -> torch.Tensor:
+    op: Operator,
+    m: int,
+    v0: torch.Tensor | None,
+    gen: torch.Generator,
+    *,
+    method: str,
+    guard: int = 0,
+) -> tuple[torch.Tensor, int]:
     """Orthonormal start block [m, P]: the columns of ``v0`` first, padded with seeded noise.
 
-    Columns of ``v0`` beyond m are ignored; dependent or zero columns are replaced by random
-    directions.
+    At most m − ``guard`` columns of ``v0`` are used, so a warm start keeps ``guard`` seeded
+    random directions in the block: a block spanned by warm vectors alone can be exactly
+    invariant and hide a larger eigenvalue from every later step. Dependent or zero columns
+    are replaced by random directions too.
+
+    Returns:
+        The rows and the number of seeded random rows among them (m when ``v0`` is None).
     """
     Vt = torch.empty(0, op.size, dtype=op.dtype, device=op.device)
     if v0 is not None:
-        Vt = as_rows(v0, op, method=method)[:m]
+        Vt = as_rows(v0, op, method=method)[: max(m - guard, 0)]
     n_rand = m - Vt.shape[0]
     if n_rand > 0:
         Vt = torch.cat([Vt, random_rows(n_rand, op, gen)])
-    return orthonormal_rows(Vt, m, gen=gen)
+    return orthonormal_rows(Vt, m, gen=gen), n_rand
 
 
 def order(theta: torch.Tensor, which: str) -> torch.Tensor:
@@ -239,6 +298,11 @@ def order(theta: torch.Tensor, which: str) -> torch.Tensor:
         return torch.argsort(theta, stable=True)
     idx = torch.argsort(theta, descending=True, stable=True)
     return idx[torch.argsort(theta[idx].abs(), descending=True, stable=True)]
+
+
+def wanted_key(theta: torch.Tensor, which: str) -> torch.Tensor:
+    """The quantity ``which`` maximises: θ (LA), −θ (SA) or |θ| (LM)."""
+    return theta if which == "LA" else (-theta if which == "SA" else theta.abs())
 
 
 def threshold(
@@ -262,3 +326,21 @@ def threshold(
 def residual_rows(AXt: torch.Tensor, Xt: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """Residual rows R = AX − diag(θ) X, [m, P], in one fused pass."""
     return torch.addcmul(AXt, Xt, theta[:, None], value=-1)
+
+
+@dataclass
+class Run:
+    """What a solver's iteration hands to :func:`~eoslab.eigen.result.make_result`.
+
+    ``theta`` [k] in ``which`` order, ``Xt`` [≥ k, P] rows (the k eigenvectors, then the
+    kept guard vectors), ``rnorm`` and ``conv`` [k], the products and iterations used, and
+    why the solver stopped early (or None).
+    """
+
+    theta: torch.Tensor
+    Xt: torch.Tensor
+    rnorm: torch.Tensor
+    conv: torch.Tensor
+    n_matvecs: int
+    n_iter: int
+    note: str | None = None

@@ -11,8 +11,11 @@ from __future__ import annotations
 import torch
 
 from eoslab.eigen._ortho import (
+    Run,
+    applied_tol,
     check_block_size,
     check_problem,
+    check_verify_steps,
     drop_tolerance,
     generator,
     ortho_limit,
@@ -22,6 +25,7 @@ from eoslab.eigen._ortho import (
     sym,
     threshold,
 )
+from eoslab.eigen._verify import find_missed
 from eoslab.eigen.result import EigResult, make_result
 from eoslab.linalg.base import Operator
 
@@ -41,6 +45,7 @@ def lobpcg(
     max_iter: int = 500,
     seed: int = 0,
     block_size: int | None = None,
+    verify_steps: int = 8,
 ) -> EigResult:
     r"""The k algebraically largest (or smallest) eigenpairs of a symmetric operator.
 
@@ -96,7 +101,29 @@ def lobpcg(
     Warm start: pass the previous result's ``warm_start`` (its k eigenvectors and m − k
     guard vectors) as ``v0``. After a small change of the operator the start block is
     nearly invariant: the first Rayleigh–Ritz step costs m products and one or two
-    iterations with a small W finish the job.
+    iterations with a small W finish the job. When m > k at most m − 1 columns of ``v0``
+    are used, so the block always carries at least one seeded random guard direction.
+
+    Missed-eigenvalue check: residuals cannot show that the block missed a wanted
+    eigenvalue (a start block that is exactly invariant, e.g. the eigenvectors 2…k+1,
+    converges at once to λ_2…λ_{k+1}). Once the k pairs pass the test, ``verify_steps``
+    Lanczos steps on (I − XXᵀ) A (I − XXᵀ), X the k converged vectors, from a seeded random
+    vector orthogonal to X (:func:`eoslab.eigen._verify.find_missed`) look for a Ritz value
+    θ' with θ' > θ_k + thr_k (for ``'SA'``: θ' < θ_k − thr_k), thr_k the k-th pair's residual
+    bound. If one appears its Ritz vector replaces the worst guard vector (its product is
+    known from the check), a Rayleigh–Ritz step on the new X follows, the search directions
+    are dropped and the iteration goes on, with another check at the next convergence. Cost:
+    at most ``verify_steps`` products per check. If the iteration budget is spent when a
+    check finds a direction, the pairs it beats are flagged as not converged.
+
+    Zero operator: if the first block of products A X_0 is exactly zero and X_0 holds a
+    seeded random direction (always, unless ``v0`` fills a block with m = k), A = 0 almost
+    surely: the result (eigenvalues 0, the start block, residuals 0, converged) is returned
+    after those m products.
+
+    Tolerance floor: a tol below 128 ε_mach of op's dtype is raised to it (it could not be
+    applied anyway), with a :class:`~eoslab.eigen.result.ToleranceFloorWarning` once per
+    process; ``EigResult.tol`` is the tolerance applied, ``requested_tol`` the one asked for.
 
     Args:
         op: symmetric operator on R^P (only ``op.matmat`` is called).
@@ -110,24 +137,71 @@ def lobpcg(
         block_size: m, k ≤ m ≤ P; default k + max(2, k // 4) (clipped to P), e.g. 25 for
             k = 20. A larger block converges in fewer iterations on clustered spectra at a
             higher cost per iteration.
+        verify_steps: Lanczos steps of the missed-eigenvalue check (0 disables it); default
+            8.
 
     Returns:
         :class:`~eoslab.eigen.result.EigResult` with ``method='lobpcg'``, ``n_iter`` the
-        number of iterations (the initial Rayleigh–Ritz step on the start block is not
-        counted), and the m − k guard vectors kept for ``warm_start``. Warns
+        number of iterations (the initial Rayleigh–Ritz step on the start block and the
+        checks are not counted; ``n_matvecs`` counts the checks' products), and the m − k
+        guard vectors kept for ``warm_start``. Warns
         :class:`~eoslab.eigen.result.NonConvergenceWarning` if some pair did not converge.
 
     Raises:
         ValueError: for k outside 1..P, ``which`` not in {'LA', 'SA'}, tol ≤ 0,
-            max_iter < 1, block_size outside k..P, or a v0 without P rows.
+            max_iter < 1, block_size outside k..P, verify_steps < 0, or a v0 without P rows.
     """
     method = "lobpcg"
     k = check_problem(
         op, k, which=which, tol=tol, max_iter=max_iter, method=method, allowed=("LA", "SA")
     )
-    P, dtype, device = op.size, op.dtype, op.device
-    m = check_block_size(block_size, k, P, method=method)
+    m = check_block_size(block_size, k, op.size, method=method)
+    verify_steps = check_verify_steps(verify_steps, method=method)
+    requested_tol, tol = tol, applied_tol(tol, op.dtype, method=method)
     gen = generator(op, seed)
+    run = _lobpcg_solve(
+        op,
+        k,
+        which=which,
+        v0=v0,
+        tol=tol,
+        max_iter=max_iter,
+        gen=gen,
+        m=m,
+        verify_steps=verify_steps,
+        method=method,
+    )
+    return make_result(
+        eigenvalues=run.theta,
+        eigenvectors=run.Xt[:k].T,
+        residuals=run.rnorm,
+        converged=run.conv,
+        n_matvecs=run.n_matvecs,
+        n_iter=run.n_iter,
+        method=method,
+        which=which,
+        tol=tol,
+        requested_tol=requested_tol,
+        block=run.Xt.T,
+        note=run.note,
+    )
+
+
+def _lobpcg_solve(
+    op: Operator,
+    k: int,
+    *,
+    which: str,
+    v0: torch.Tensor | None,
+    tol: float,
+    max_iter: int,
+    gen: torch.Generator,
+    m: int,
+    verify_steps: int,
+    method: str,
+) -> Run:
+    """The iteration of :func:`lobpcg` on checked arguments (``tol`` as applied)."""
+    P, dtype, device = op.size, op.dtype, op.device
     sign = 1.0 if which == "LA" else -1.0
     n_matvecs = 0
 
@@ -151,7 +225,7 @@ def lobpcg(
     S, S_next, AS, AS_next = (rows(m + 2 * k) for _ in range(4))
     R, W_out = rows(m), rows(k)  # residuals; scratch for the orthonormalised W
 
-    X0 = start_rows(op, m, v0, gen, method=method)  # [m, P]
+    X0, n_rand = start_rows(op, m, v0, gen, method=method, guard=int(m > k))  # [m, P]
     AX0 = apply_into(AS_next[:m], X0)
     theta, C = _ritz(X0, AX0)
     torch.mm(C.mT, X0, out=S[:m])
@@ -161,6 +235,7 @@ def lobpcg(
     GP = None  # Dᵀ A D, [n_p, n_p], known from the small space
     n_p = 0
     n_iter = 0
+    n_checks = 0
     note = None
     while True:
         nq = m + n_p
@@ -169,7 +244,38 @@ def lobpcg(
         thr = threshold(theta, scale, tol, dtype)
         conv = rnorm <= thr
         conv_host = conv.cpu()  # the host sync of the iteration
-        if bool(conv_host[:k].all()) or n_iter >= max_iter:
+        if bool(conv_host[:k].all()):
+            if n_iter == 0 and n_checks == 0 and n_rand and bool(rnorm.max() + scale == 0):
+                break  # A X_0 = 0 with a random direction in X_0: A = 0 (see above)
+            if verify_steps == 0:
+                break
+            # missed-eigenvalue check; in terms of sign·A the wanted key is θ itself
+            found, n_used = find_missed(
+                op,
+                S[:k],
+                key_ref=theta[k - 1] + thr[k - 1],
+                which=which,
+                steps=verify_steps,
+                gen=gen,
+                max_new=max(1, m - k),
+            )
+            n_matvecs += n_used
+            if found is None:
+                break
+            n_checks += 1
+            if n_iter >= max_iter or n_checks > max_iter:
+                # no budget left to converge the new direction: the pairs it beats are wrong
+                conv = conv & (theta >= sign * found.theta[0])
+                note = "the missed-eigenvalue check found a better direction with no budget left"
+                break
+            q = found.rows.shape[0]  # replaces the worst guard vectors, then Rayleigh–Ritz
+            S[m - q : m] = found.rows
+            AS[m - q : m] = found.products if sign > 0 else -found.products
+            theta = _restart(S, AS, m, apply, gen)
+            scale = torch.maximum(scale, theta.abs().max())
+            GP, n_p = None, 0
+            continue
+        if n_iter >= max_iter:
             break
         # soft locking: residual directions only for the unconverged wanted pairs; the guard
         # pairs improve through the Rayleigh–Ritz step without products of their own
@@ -222,18 +328,13 @@ def lobpcg(
                 theta = _restart(S, AS, m, apply, gen)
                 GP, n_p = None, 0
 
-    block = S[:m].clone()  # [m, P]; frees the solver's buffers
-    return make_result(
-        eigenvalues=theta[:k] * sign,
-        eigenvectors=block[:k].T,
-        residuals=rnorm[:k],
-        converged=conv[:k],
+    return Run(
+        theta=theta[:k] * sign,
+        Xt=S[:m].clone(),  # [m, P]; frees the solver's buffers
+        rnorm=rnorm[:k],
+        conv=conv[:k],
         n_matvecs=n_matvecs,
         n_iter=n_iter,
-        method=method,
-        which=which,
-        tol=tol,
-        block=block.T,
         note=note,
     )
 

@@ -8,6 +8,12 @@ number of operator applications it used and a residual ‖Av − λv‖ per pair
 A solver that stops before all requested pairs converged returns the flags ``False`` for the
 pairs that failed *and* emits :class:`NonConvergenceWarning`; :meth:`EigResult.require_converged`
 turns that into a :class:`ConvergenceError` for callers that cannot use a partial answer.
+
+A tolerance below what the operator's dtype can deliver (the residual floor of
+:func:`eoslab.eigen._ortho.threshold`, 128 ε_mach relative to the largest |θ|) is raised to
+that floor; the solver warns once per process with :class:`ToleranceFloorWarning` and the
+result reports the tolerance actually applied (``tol``) next to the one asked for
+(``requested_tol``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["ConvergenceError", "EigResult", "NonConvergenceWarning"]
+__all__ = ["ConvergenceError", "EigResult", "NonConvergenceWarning", "ToleranceFloorWarning"]
 
 
 class ConvergenceError(RuntimeError):
@@ -26,6 +32,15 @@ class ConvergenceError(RuntimeError):
 
 class NonConvergenceWarning(RuntimeWarning):
     """Emitted whenever a solver returns before every requested eigenpair has converged."""
+
+
+class ToleranceFloorWarning(RuntimeWarning):
+    """Emitted (once per process per method, dtype and tol) when tol is below the dtype's floor.
+
+    The residual test cannot be stricter than 128 ε_mach relative to the largest Ritz value
+    (round-off of a computed residual), so tol is raised to that floor, which the result then
+    reports as ``EigResult.tol`` (``EigResult.requested_tol`` keeps the requested value).
+    """
 
 
 @dataclass(frozen=True)
@@ -61,7 +76,11 @@ class EigResult:
         n_iter: iterations of the method (see each solver for what one iteration is).
         method: solver name (a key of :data:`eoslab.eigen.SOLVERS`).
         which: ``'LA'``, ``'SA'`` or ``'LM'``.
-        tol: the relative residual tolerance the flags refer to.
+        tol: the relative tolerance the flags refer to, as applied: the requested tol, or
+            the dtype's floor 128 ε_mach when the request was below it (see
+            :class:`ToleranceFloorWarning`).
+        requested_tol: the tolerance the caller asked for (equal to ``tol`` unless it was
+            below the floor; defaults to ``tol`` when not given).
     """
 
     eigenvalues: torch.Tensor
@@ -73,9 +92,14 @@ class EigResult:
     method: str
     which: str
     tol: float
+    requested_tol: float | None = None
     # The solver's whole block [P, m] (its first k columns are ``eigenvectors``), kept for
     # warm starts; a view of row-major storage, so handing it back costs no copy.
     _block: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.requested_tol is None:
+            object.__setattr__(self, "requested_tol", self.tol)
 
     @property
     def k(self) -> int:
@@ -101,8 +125,9 @@ class EigResult:
         res = self.residuals.detach().cpu().tolist()
         shown = ", ".join(f"#{i + 1} (λ={lam[i]:.6g}, residual={res[i]:.2e})" for i in bad[:8])
         more = f" and {len(bad) - 8} more" if len(bad) > 8 else ""
+        asked = f", requested {self.requested_tol:g}" if self.requested_tol != self.tol else ""
         raise ConvergenceError(
-            f"{self.method} (which={self.which!r}, tol={self.tol:g}) did not converge for "
+            f"{self.method} (which={self.which!r}, tol={self.tol:g}{asked}) did not converge for "
             f"{len(bad)} of {self.k} eigenpairs after {self.n_iter} iterations and "
             f"{self.n_matvecs} operator applications: {shown}{more}"
         )
@@ -129,6 +154,7 @@ def make_result(
     method: str,
     which: str,
     tol: float,
+    requested_tol: float | None = None,
     block: torch.Tensor | None = None,
     note: str | None = None,
     stacklevel: int = 3,
@@ -136,7 +162,8 @@ def make_result(
     """Build an :class:`EigResult` and warn if any pair failed to converge.
 
     The single place where solvers hand back results, so that no solver can return an
-    unconverged answer silently. ``note`` (why the solver stopped) is added to the warning.
+    unconverged answer silently. ``tol`` is the tolerance applied, ``requested_tol`` the one
+    asked for (default: ``tol``). ``note`` (why the solver stopped) is added to the warning.
     """
     result = EigResult(
         eigenvalues=eigenvalues,
@@ -148,6 +175,7 @@ def make_result(
         method=method,
         which=which,
         tol=float(tol),
+        requested_tol=None if requested_tol is None else float(requested_tol),
         _block=block,
     )
     if not result.all_converged:
