@@ -52,10 +52,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eoslab.dynamics import ExponentialEuler
+from eoslab.dynamics import STEP_SOLVER, ExponentialEuler
 from eoslab.eigen import SOLVERS, eigsh
 from eoslab.linalg import HessianOperator
-from eoslab.probes import ProbeSuite
+from eoslab.probes import DEFAULT_SOLVER, ProbeSuite
 from eoslab.run import parse_config
 from eoslab.run.build import build
 
@@ -150,8 +150,13 @@ def bench_probe(problem, n_classes, timer, *, k, n_probes, warmup_steps, lr_fact
     theta = theta0
     for _ in range(warmup_steps):
         theta = theta - lr * problem.gradient(theta)
-    suites = {m: ProbeSuite(k=k, n_classes=n_classes, method=m) for m in methods}
-    one_block = ProbeSuite(k=k, n_classes=n_classes, method="block_power", max_iter=1)
+    suites = {
+        m: ProbeSuite(k=k, n_classes=n_classes, solver=DEFAULT_SOLVER.replace(method=m))
+        for m in methods
+    }
+    # the cheapest conceivable probe: one block and its Rayleigh–Ritz step, nothing verified
+    one = DEFAULT_SOLVER.replace(method="block_power", max_iter=1, verify_steps=0)
+    one_block = ProbeSuite(k=k, n_classes=n_classes, solver=one)
     _probe_quietly(one_block, problem, theta, lr=lr, theta0=theta0, v0=None)  # untimed
     rows = {m: [] for m in methods}
     v0 = dict.fromkeys(methods)
@@ -274,7 +279,7 @@ def product_costs(rows: list[dict], tg: float) -> list[dict]:
 
 def bench_exp_euler(problem, timer, *, k, steps, lr, **solver):
     """Seconds of ``steps`` exponential-Euler steps from θ_0 with the given eigensolve."""
-    integ = ExponentialEuler(lr, k=k, **solver)
+    integ = ExponentialEuler(lr, k=k, solver=STEP_SOLVER.replace(**solver))
     theta = problem.initial_theta()
     state = integ.init_state(problem, theta)
     timer.sample(theta)

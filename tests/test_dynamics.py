@@ -29,6 +29,7 @@ from eoslab.dynamics import (
     stability_polynomial,
 )
 from eoslab.eigen import NonConvergenceWarning
+from eoslab.eigen import EigSpec
 from eoslab.problem import Problem
 
 F64 = torch.float64
@@ -108,7 +109,7 @@ def test_exp_euler_exact_on_quadratic_when_k_is_P():
     problem, theta0, A, b = quadratic()
     P = problem.size
     for tau, n in ((0.3, 4), (5.0, 1)):
-        integ = ExponentialEuler(1.0, k=P, tau_max=tau, tol=1e-12)
+        integ = ExponentialEuler(1.0, k=P, tau_max=tau, solver=EigSpec(tol=1e-12))
         theta = integrate(integ, problem, theta0, n)
         truth = exact_flow(A, b, theta0, tau * n)
         assert torch.allclose(theta, truth, rtol=0, atol=1e-12), (theta - truth).abs().max()
@@ -117,7 +118,7 @@ def test_exp_euler_exact_on_quadratic_when_k_is_P():
 def test_exp_euler_step_length_and_info():
     problem, theta0, A, b = quadratic()
     lam = torch.linalg.eigvalsh(A).flip(0)
-    integ = ExponentialEuler(1.5, k=1, tol=1e-12)
+    integ = ExponentialEuler(1.5, k=1, solver=EigSpec(tol=1e-12))
     res = integ.step(problem, theta0, integ.init_state(problem, theta0))
     assert res.lr == pytest.approx(1.5 / float(lam[1]), rel=1e-10)
     assert res.info["tau"] == res.lr
@@ -285,7 +286,8 @@ def test_exp_euler_with_the_papers_power_iteration_tracks_in_one_block_product()
     every step after the first needs exactly one block product of b = k + 1 + guard vectors."""
     lams = (50.0, 30.0, 20.0, *torch.linspace(5.0, 0.1, 37).tolist())
     problem, theta, A, b = quadratic(lams, N=60)
-    integ = ExponentialEuler(1.0, 3, method="block_power", criterion="eigenvalue_change", tol=1e-6)
+    power = EigSpec(method="block_power", criterion="eigenvalue_change", tol=1e-6)
+    integ = ExponentialEuler(1.0, 3, solver=power)
     state = integ.init_state(problem, theta)
     first = integ.step(problem, theta, state)
     assert set(first.state) == {"exp_euler_v", "exp_euler_lam"}
@@ -297,12 +299,12 @@ def test_exp_euler_with_the_papers_power_iteration_tracks_in_one_block_product()
     # τ = η / λ_4; the rule stops on stagnation, so λ_4 (gap 5 vs 4.86) is only near
     assert second.lr == pytest.approx(1.0 / 5.0, rel=1e-3)
     with pytest.raises(ValueError, match="block_power"):
-        ExponentialEuler(1.0, criterion="eigenvalue_change")  # Lanczos has no such rule
+        EigSpec(criterion="eigenvalue_change")  # Lanczos has no such rule
 
 
 def test_exp_euler_reports_nonconvergence():
     problem, theta0 = make_problem("mlp-tanh-ce")
-    integ = ExponentialEuler(1.0, tol=1e-15, max_iter=1)
+    integ = ExponentialEuler(1.0, solver=EigSpec(tol=1e-15, max_iter=1))
     with pytest.warns(NonConvergenceWarning):
         res = integ.step(problem, theta0, integ.init_state(problem, theta0))
     assert res.info["eig_converged"] == 0.0
@@ -313,7 +315,7 @@ def test_exp_euler_reports_nonconvergence():
 
 ROUND_TRIP = {
     "gd": dict(name="gd", lr=0.5),
-    "gd_adaptive": dict(name="gd", lr_max=1.0, c=0.5, adaptive=True),
+    "gd_adaptive": dict(name="gd", lr=1.0, c=0.5, adaptive=True),
     "heavy_ball": dict(name="heavy_ball", lr=0.2, momentum=0.9),
     "nesterov": dict(name="nesterov", lr=0.2, momentum=0.5),
     "rk4_adaptive": dict(name="rk4", lr=1.0, c=1.0, adaptive=True),
@@ -370,7 +372,7 @@ def test_init_states_and_costs():
 def test_registry_names():
     assert set(INTEGRATORS) == {"gd", "heavy_ball", "nesterov", "euler", "rk4", "exp_euler"}
     for name in INTEGRATORS:
-        kw = dict(lr=0.1) if name != "exp_euler" else dict(lr=1.0, k=2)
+        kw = dict(lr=0.1) if name != "exp_euler" else dict(lr=1.0, n_exact=2)
         assert build_integrator(name, **kw).name == name
 
 
@@ -383,23 +385,28 @@ def test_registry_names():
         (lambda: build_integrator("gd", lr=float("nan")), "lr"),
         (lambda: build_integrator("heavy_ball", lr=0.1, momentum=1.0), "momentum"),
         (lambda: build_integrator("nesterov", lr=0.1, momentum=-0.1), "momentum"),
-        (lambda: build_integrator("gd", lr=0.1, adaptive=True), "c"),
-        (lambda: build_integrator("gd", c=0.5, adaptive=True), "lr_max"),
-        (lambda: build_integrator("gd", lr=0.1, lr_max=0.2, c=0.5, adaptive=True), "lr_max"),
-        (lambda: build_integrator("gd", lr_max=0.0, c=0.5, adaptive=True), "lr_max"),
-        (lambda: build_integrator("gd", lr_max=1.0, c=-1, adaptive=True), "c"),
-        (lambda: build_integrator("gd", lr=0.1, c=0.5), "c"),
-        (lambda: build_integrator("gd", lr=0.1, lr_max=0.5), "lr_max"),
-        (lambda: build_integrator("gd", lr=0.1, k=3), "k"),
+        (lambda: build_integrator("gd", c=0.5, adaptive=True), "lr"),
+        (lambda: build_integrator("gd", lr=0.0, c=0.5, adaptive=True), "lr_max"),
+        (lambda: build_integrator("gd", lr=1.0, c=-1, adaptive=True), "c"),
+        (lambda: build_integrator("gd", lr=0.1, c=0.5), "c: not used by gd unless adaptive"),
+        (lambda: build_integrator("gd", lr=0.1, solver=EigSpec()), "solver: not used by gd"),
+        (lambda: build_integrator("gd", lr=0.1, n_exact=3), "n_exact: not used by gd"),
+        (lambda: build_integrator("gd", lr=0.1, momentum=0.5), "momentum: not used by gd"),
         (lambda: build_integrator("rk4", lr=0.1, tau_max=1.0), "tau_max"),
         (lambda: build_integrator("gd", lr=0.1, adaptive="yes"), "adaptive"),
-        (lambda: build_integrator("gd", lr_max=1.0, c=0.5, adaptive=True, method="x"), "method"),
+        (lambda: build_integrator("heavy_ball", lr=0.1, adaptive=True), "adaptive"),
+        (lambda: build_integrator("gd", lr=1.0, adaptive=True, solver="lanczos"), "EigSpec"),
+        (lambda: EigSpec(method="x"), "method"),
+        (lambda: EigSpec(method="lobpcg", which="LM"), "which"),
+        (lambda: EigSpec(tol=1.5), "tol"),
+        (lambda: EigSpec(max_iter=0), "max_iter"),
+        (lambda: EigSpec(verify_steps=-1), "verify_steps"),
         (lambda: build_integrator("exp_euler", lr=1.0, adaptive=True), "adaptive"),
         (lambda: build_integrator("exp_euler", lr=1.0, c=0.5), "c"),
         (lambda: build_integrator("exp_euler"), "lr"),
-        (lambda: build_integrator("exp_euler", lr=1.0, k=0), "k"),
+        (lambda: build_integrator("exp_euler", lr=2.0), "lr"),
+        (lambda: build_integrator("exp_euler", lr=1.0, n_exact=0), "k"),
         (lambda: build_integrator("exp_euler", lr=1.0, tau_max=0.0), "tau_max"),
-        (lambda: build_integrator("exp_euler", lr=1.0, max_iter=0), "max_iter"),
         (lambda: HeavyBall(0.1, beta=1.5), "beta"),
         (lambda: GradientDescent("fast"), "step_size"),
         (lambda: ButcherTableau("bad", a=((), (1.0, 2.0)), b=(0.5, 0.5), order=1), "row 2"),

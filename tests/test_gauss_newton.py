@@ -7,6 +7,7 @@ import torch
 from cases import dense_ggn, dense_hessian, make_problem
 
 from eoslab.eigen import NonConvergenceWarning
+from eoslab.eigen import EigSpec
 from eoslab.probes.gauss_newton import GaussNewtonProbe, GaussNewtonResult
 
 F64 = torch.float64
@@ -165,7 +166,9 @@ def test_invalid_arguments():
     problem, theta = make_problem("mlp-tanh-ce")
     for kw in ({"tol": 0.0}, {"tol": 1.5}, {"method": "qr"}, {"seed": -1}):
         with pytest.raises(ValueError):
-            GaussNewtonProbe(**kw)
+            GaussNewtonProbe(solver=EigSpec(**kw))
+    with pytest.raises(ValueError, match="EigSpec"):
+        GaussNewtonProbe(solver=1e-6)
     probe = GaussNewtonProbe(layers=False, residual=False)
     with pytest.raises(ValueError, match="shape"):
         probe(problem, theta[:-1])
@@ -174,19 +177,12 @@ def test_invalid_arguments():
             probe(problem, theta, m_norm_sq_mean=bad)
 
 
-def test_nonconvergence_is_reported(monkeypatch):
-    import eoslab.probes.gauss_newton as gn
-
-    real = gn.eigsh
-
-    def starved(op, k, **kw):
-        return real(op, k, **{**kw, "max_iter": 1, "tol": 1e-15})
-
-    monkeypatch.setattr(gn, "eigsh", starved)
+def test_nonconvergence_is_reported():
     problem, theta = make_problem("mlp-tanh-ce")
+    starved = EigSpec(max_iter=1, tol=1e-15, verify_steps=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = GaussNewtonProbe(layers=False, residual=False)(problem, theta)
+        res = GaussNewtonProbe(solver=starved, layers=False, residual=False)(problem, theta)
     assert any(
         issubclass(w.category, NonConvergenceWarning) and "Gauss–Newton probe" in str(w.message)
         for w in caught

@@ -12,6 +12,7 @@ from torch import nn
 
 import eoslab.probes.suite as suite_module
 from eoslab.eigen import NonConvergenceWarning
+from eoslab.eigen import EigSpec
 from eoslab.linalg import HessianOperator
 from eoslab.probes import (
     ProbeResult,
@@ -84,7 +85,7 @@ def test_quadratic_hessian_is_known():
 def test_quadratic_spectrum_and_rho():
     problem, theta, H = quadratic()
     k = 6
-    res = probe(problem, theta, ProbeSuite(k=k, n_top=2, tol=1e-10))
+    res = probe(problem, theta, ProbeSuite(k=k, n_top=2, solver=EigSpec(tol=1e-10)))
     m = res.metrics
     truth = torch.linalg.eigvalsh(H).flip(0)[:k]
     torch.testing.assert_close(lam(m, k), truth, atol=1e-8, rtol=0)
@@ -100,7 +101,7 @@ def test_complete_basis_projections_sum_to_gradient_norm():
     problem, theta, _ = quadratic()
     P = problem.size
     n_top = 2
-    m = probe(problem, theta, ProbeSuite(k=P, n_top=n_top, tol=1e-10)).metrics
+    m = probe(problem, theta, ProbeSuite(k=P, n_top=n_top, solver=EigSpec(tol=1e-10))).metrics
     g = problem.gradient(theta)
     g2 = float(g @ g)
     d = lam(m, P, "d")
@@ -116,7 +117,7 @@ def test_quadratic_loss_changes_are_exact():
     η Σ_i d_i² (½ η λ_i − 1) (METHODS.md §2), and it equals direct evaluation of L."""
     problem, theta, H = quadratic()
     P = problem.size
-    res = probe(problem, theta, ProbeSuite(k=P, n_top=2, tol=1e-10))
+    res = probe(problem, theta, ProbeSuite(k=P, n_top=2, solver=EigSpec(tol=1e-10)))
     m = res.metrics
     g = problem.gradient(theta)
     V = res.eig.eigenvectors
@@ -137,7 +138,9 @@ def test_quadratic_loss_changes_are_exact():
 def test_mlp_against_dense_hessian():
     problem, theta = make_problem("mlp-tanh-ce")
     k, n_top = 3, 2
-    res = probe(problem, theta, ProbeSuite(k=k, tol=1e-10))  # n_top = n_outputs − 1 = 2
+    res = probe(
+        problem, theta, ProbeSuite(k=k, solver=EigSpec(tol=1e-10))
+    )  # n_top = n_outputs − 1 = 2
     m = res.metrics
     evals, evecs = torch.linalg.eigh(dense_hessian(problem, theta))
     evals, evecs = evals.flip(0)[:k], evecs.flip(1)[:, :k]
@@ -163,7 +166,7 @@ def test_negative_eigenvalues_give_nan_rho():
         rho(torch.ones(2), 0.0)
     problem, theta = make_problem("mlp-tanh-ce")
     P = problem.size
-    m = probe(problem, theta, ProbeSuite(k=P, tol=1e-8)).metrics
+    m = probe(problem, theta, ProbeSuite(k=P, solver=EigSpec(tol=1e-8))).metrics
     lam_all, rho_all = lam(m, P), lam(m, P, "rho")
     assert (lam_all < 0).any() and (lam_all > 0).any()
     assert torch.equal(torch.isnan(rho_all), lam_all < 0)
@@ -173,7 +176,7 @@ def test_negative_eigenvalues_give_nan_rho():
 
 def test_warm_start_uses_fewer_matvecs():
     problem, theta = make_problem("mlp-tanh-ce")
-    suite = ProbeSuite(k=5, tol=1e-6)
+    suite = ProbeSuite(k=5, solver=EigSpec(tol=1e-6))
     first = probe(problem, theta, suite)
     theta1 = theta - 0.05 * problem.gradient(theta)
     cold = probe(problem, theta1, suite)
@@ -225,7 +228,7 @@ def test_parts_can_be_switched_off():
 
 def test_uncached_operator_falls_back_to_loss_and_gradient(monkeypatch):
     problem, theta = make_problem("mlp-elu-ce-ragged")
-    suite = ProbeSuite(k=3, tol=1e-10)
+    suite = ProbeSuite(k=3, solver=EigSpec(tol=1e-10))
     cached = probe(problem, theta, suite).metrics
     monkeypatch.setattr(
         suite_module, "HessianOperator", functools.partial(HessianOperator, cache=False)
@@ -238,7 +241,7 @@ def test_uncached_operator_falls_back_to_loss_and_gradient(monkeypatch):
 
 def test_nonconvergence_is_flagged_and_warned():
     problem, theta = make_problem("mlp-tanh-ce")
-    suite = ProbeSuite(k=5, tol=1e-12, max_iter=1)
+    suite = ProbeSuite(k=5, solver=EigSpec(tol=1e-12, max_iter=1))
     with pytest.warns(NonConvergenceWarning) as record:
         res = probe(problem, theta, suite)
     assert any("probe eigensolve" in str(w.message) for w in record)
@@ -262,8 +265,12 @@ def test_invalid_arguments():
         ProbeSuite(k=3, n_top=4)
     with pytest.raises(ValueError, match="n_top"):
         probe(problem, theta, ProbeSuite(k=1))  # n_top = 3 − 1 = 2 > k
-    with pytest.raises(ValueError, match="method='qr'"):
-        ProbeSuite(method="qr")
+    with pytest.raises(ValueError, match="method: one of .* got 'qr'"):
+        ProbeSuite(solver=EigSpec(method="qr"))
+    with pytest.raises(ValueError, match="EigSpec"):
+        ProbeSuite(solver="lanczos")
+    with pytest.raises(ValueError, match="which"):
+        ProbeSuite(solver=EigSpec(which="SA"))
     with pytest.raises(ValueError, match="threshold"):
         probe(problem, theta, ProbeSuite(k=3), threshold=0.0)
     with pytest.raises(ValueError, match="theta"):

@@ -240,14 +240,12 @@ def test_loss_threshold_and_flow_time_stop_rules(tmp_path):
         {"name": "nesterov", "lr": 0.1, "momentum": 0.5},
         {"name": "rk4", "lr": 0.2},
         {"name": "gd", "lr": 0.5, "adaptive": True, "c": 0.5},
-        {"name": "exp_euler", "lr": 1.0, "k": 3},
+        {"name": "exp_euler", "lr": 1.0, "n_exact": 3},
         {
             "name": "exp_euler",
             "lr": 1.0,
-            "k": 3,
-            "eig_method": "block_power",
-            "eig_criterion": "eigenvalue_change",
-            "eig_tol": 1e-3,
+            "n_exact": 3,
+            "solver": {"method": "block_power", "criterion": "eigenvalue_change", "tol": 1e-3},
         },
     ],
 )
@@ -318,21 +316,55 @@ def test_config_eigensolver_names_are_the_solvers():
     from typing import get_args
 
     from eoslab.eigen import SOLVERS
-    from eoslab.run.config import OptimizerConfig, ProbeConfig
+    from eoslab.run.config import SolverConfig
 
-    for field in (ProbeConfig.model_fields["method"], OptimizerConfig.model_fields["eig_method"]):
-        assert set(get_args(field.annotation)) == set(SOLVERS)
+    assert set(get_args(SolverConfig.model_fields["method"].annotation)) == set(SOLVERS)
 
 
 def test_unknown_probe_method_is_a_config_error():
     """Named when the config is read, before a run directory exists."""
-    with pytest.raises(ConfigError, match=r"probe\.method.*'lanczos'"):
-        cfg_of(probe__method="qr")
+    with pytest.raises(ConfigError, match=r"probe\.solver\.method.*'lanczos'"):
+        cfg_of(probe__solver={"method": "qr"})
 
 
 def test_eigenvalue_change_needs_block_power():
-    with pytest.raises(ConfigError, match="eig_criterion"):
-        cfg_of(optimizer={"name": "exp_euler", "lr": 1.0, "eig_criterion": "eigenvalue_change"})
+    with pytest.raises(ConfigError, match=r"optimizer\.solver\.criterion"):
+        cfg_of(
+            optimizer={"name": "exp_euler", "lr": 1.0, "solver": {"criterion": "eigenvalue_change"}}
+        )
+
+
+def test_solver_sections_fill_from_their_consumers_defaults_and_validate_once():
+    """probe.solver, probe.gauss_newton_solver and optimizer.solver are one EigSpec each."""
+    from eoslab.dynamics import STEP_SOLVER
+    from eoslab.probes import DEFAULT_GN_SOLVER, DEFAULT_SOLVER
+
+    cfg = cfg_of(probe__solver={"tol": 1e-5}, optimizer={"name": "gd", "lr": 0.1})
+    assert cfg.probe.solver.spec() == DEFAULT_SOLVER.replace(tol=1e-5)
+    assert cfg.probe.gauss_newton_solver.spec() == DEFAULT_GN_SOLVER
+    assert cfg.optimizer.solver.spec() == STEP_SOLVER
+    adaptive = cfg_of(optimizer={"name": "gd", "lr": 0.1, "adaptive": True, "solver": {"seed": 3}})
+    assert adaptive.optimizer.integrator().step_size.solve.spec == STEP_SOLVER.replace(seed=3)
+    for bad, field in (
+        ({"name": "gd", "lr": 0.1, "solver": {"tol": 1e-3}}, "optimizer.solver: not used by gd"),
+        ({"name": "gd", "lr": 0.1, "momentum": 0.5}, "optimizer.momentum: not used by gd"),
+        ({"name": "heavy_ball", "lr": 0.1, "n_exact": 2}, "optimizer.n_exact: not used"),
+        ({"name": "exp_euler", "lr": 2.5}, "optimizer.lr"),
+        ({"name": "gd", "lr": 0.1, "adaptive": True, "solver": {"tol": 0}}, "solver.tol"),
+    ):
+        with pytest.raises(ConfigError, match=field):
+            cfg_of(optimizer=bad)
+
+
+def test_configs_written_before_the_solver_sections_still_read():
+    """Saved run directories of eoslab 0.1 keep loading (legacy keys moved, not dropped)."""
+    old = cfg_of(
+        probe={"every": 10, "k": 4, "tol": 1e-3, "method": "lobpcg", "gn_tol": 1e-7},
+        optimizer={"name": "exp_euler", "lr": 0.5, "k": 2, "eig_tol": 1e-5},
+    )
+    assert old.probe.solver.method == "lobpcg" and old.probe.solver.tol == 1e-3
+    assert old.probe.gauss_newton_solver.tol == 1e-7
+    assert old.optimizer.n_exact == 2 and old.optimizer.solver.tol == 1e-5
 
 
 def test_a_model_with_its_own_init_schemes_gets_them_from_the_config():

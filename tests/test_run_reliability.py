@@ -205,8 +205,19 @@ def numeric_fields(model=RunConfig, prefix=""):
 VALUES = {
     "stop.diverge_factor": 5e4,
     "optimizer.lr": 1e-3,
-    "optimizer.eig_tol": 1e-6,
-    "probe.tol": 1e-6,
+    "optimizer.solver.tol": 1e-6,
+    "probe.solver.tol": 1e-6,
+    "probe.gauss_newton_solver.tol": 1e-6,
+}
+
+
+#: the optimizer that reads each field that plain GD ignores (dynamics.READS)
+EXP_EULER = {"name": "exp_euler", "lr": 0.5}
+READER = {
+    "optimizer.momentum": {"name": "heavy_ball", "lr": 0.1},
+    "optimizer.c": {"name": "gd", "lr": 0.1, "adaptive": True},
+    "optimizer.n_exact": EXP_EULER,
+    "optimizer.tau_max": EXP_EULER,
 }
 
 
@@ -225,13 +236,18 @@ def dotted(tree: dict, name: str):
 
 def test_every_numeric_field_reads_exponent_notation_in_files_and_set(tmp_path):
     fields = dict(numeric_fields())
-    assert {"optimizer.lr", "optimizer.eig_tol", "probe.tol", "stop.max_steps"} <= set(fields)
+    assert {"optimizer.lr", "optimizer.solver.tol", "probe.solver.tol", "stop.max_steps"} <= set(
+        fields
+    )
     p = tmp_path / "c.yaml"
     for name, kind in fields.items():
         value = VALUES.get(name, 20 if kind is int else 0.5)
         *parts, last = name.split(".")
+        base = json.loads(json.dumps(TINY))
+        if name in READER or name.startswith("optimizer.solver."):
+            base["optimizer"] = dict(READER.get(name, EXP_EULER))
         for text in exponent_forms(value):
-            raw = json.loads(json.dumps(TINY))
+            raw = json.loads(json.dumps(base))
             node = raw
             for part in parts:
                 node = node.setdefault(part, {})
@@ -239,7 +255,7 @@ def test_every_numeric_field_reads_exponent_notation_in_files_and_set(tmp_path):
             p.write_text(yaml.safe_dump(raw).replace("__X__", text))  # in a file
             got = dotted(load_config(p).model_dump(), name)
             assert got == value and type(got) is kind, (name, text, got)
-            p.write_text(yaml.safe_dump(TINY))  # and through --set
+            p.write_text(yaml.safe_dump(base))  # and through --set
             got = dotted(load_config(p, [f"{name}={text}"]).model_dump(), name)
             assert got == value and type(got) is kind, (name, text, got)
 
@@ -312,9 +328,9 @@ def test_probe_k_above_the_parameter_count_is_refused_with_the_numbers(tmp_path)
     with pytest.raises(ConfigError, match=r"probe.k: 5000 .* P = 819"):
         run(cfg_of(probe__k=5000), tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists()
-    with pytest.raises(ConfigError, match=r"optimizer.k: .* P = 819"):
+    with pytest.raises(ConfigError, match=r"optimizer.n_exact: .* P = 819"):
         run(
-            cfg_of(optimizer={"name": "exp_euler", "lr": 0.5, "k": 2000}),
+            cfg_of(optimizer={"name": "exp_euler", "lr": 0.5, "n_exact": 2000}),
             tmp_path / "r",
             progress=False,
         )

@@ -45,11 +45,10 @@ def test_expand_grid_times_zip_with_stable_distinct_ids(tmp_path):
     assert len(set(ids)) == 12 and ids == [run_id(r) for _, r in expand(sweep, base_dir)]
     # fields added to the config later leave existing ids alone while at their defaults
     resolved = runs[0][1]
-    older = {k: dict(v) if isinstance(v, dict) else v for k, v in resolved.items()}
-    del older["optimizer"]["eig_method"], older["optimizer"]["eig_criterion"]
-    assert run_id(older) == ids[0]
-    changed = {**resolved, "optimizer": {**resolved["optimizer"], "eig_method": "lobpcg"}}
+    solver = {**resolved["optimizer"]["solver"], "method": "lobpcg"}
+    changed = {**resolved, "optimizer": {**resolved["optimizer"], "solver": solver}}
     assert run_id(changed) != ids[0]
+
     over, resolved = runs[0]
     assert over == {
         "optimizer.lr": 0.1,
@@ -75,6 +74,21 @@ def test_bad_sweeps_name_the_problem(tmp_path, fields, match):
     with pytest.raises(ConfigError, match=match):
         sweep, base_dir = load_sweep(p)
         expand(sweep, base_dir)
+
+
+def test_run_ids_issued_by_eoslab_0_1_are_kept():
+    """Ids hashed before the solver sections existed (computed then, at 78ea9c7)."""
+    from eoslab.run.config import parse_config
+
+    base = {"model": {"width": 8, "depth": 2}}
+    power = {"eig_method": "block_power", "eig_criterion": "eigenvalue_change", "eig_tol": 1e-3}
+    cases = [
+        (base, "73809159526d"),
+        ({**base, "optimizer": {"name": "exp_euler", "lr": 0.5, "k": 3, **power}}, "588e482f6127"),
+        ({**base, "probe": {"tol": 1e-3, "gn_tol": 1e-7, "gauss_newton": True}}, "1d4dc88830c4"),
+    ]
+    for raw, old_id in cases:
+        assert run_id(parse_config(raw).to_dict()) == old_id
 
 
 def test_serial_sweep_is_idempotent_and_records_failures(tmp_path):

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from eoslab.dynamics.base import Integrator, StepResult
 from eoslab.dynamics.exp_euler import ExponentialEuler, phi
-from eoslab.dynamics.momentum import GradientDescent, HeavyBall, Nesterov
+from eoslab.dynamics.momentum import DEFAULT_MOMENTUM, GradientDescent, HeavyBall, Nesterov
 from eoslab.dynamics.runge_kutta import (
     EULER,
     RK4,
@@ -40,12 +40,15 @@ from eoslab.dynamics.runge_kutta import (
     stability_polynomial,
 )
 from eoslab.dynamics.stepsize import (
+    DEFAULT_C,
+    STEP_SOLVER,
     Constant,
     SharpnessAdaptive,
     StepChoice,
     StepSize,
     as_step_size,
 )
+from eoslab.eigen.spec import EigSpec
 
 #: Integrator constructors by registry name (each builds an :class:`Integrator`).
 INTEGRATORS: dict[str, Callable[..., Integrator]] = {
@@ -57,114 +60,113 @@ INTEGRATORS: dict[str, Callable[..., Integrator]] = {
     "exp_euler": ExponentialEuler,
 }
 
-_MOMENTUM = ("heavy_ball", "nesterov")
+#: The optimizer fields each integrator reads: the one place where this is decided. The run
+#: config refuses a field an integrator would ignore (:func:`unused_fields`), and
+#: :func:`build_integrator` applies the same table. ``c`` and ``solver`` belong to the
+#: adaptive step (:data:`ADAPTIVE_FIELDS`) of the integrators that can take one.
+READS: dict[str, frozenset[str]] = {
+    "gd": frozenset({"lr", "adaptive"}),
+    "euler": frozenset({"lr", "adaptive"}),
+    "rk4": frozenset({"lr", "adaptive"}),
+    "heavy_ball": frozenset({"lr", "momentum"}),
+    "nesterov": frozenset({"lr", "momentum"}),
+    "exp_euler": frozenset({"lr", "n_exact", "tau_max", "solver"}),
+}
+#: Fields read only with ``adaptive=True`` (by the integrators whose READS has "adaptive").
+ADAPTIVE_FIELDS = frozenset({"c", "solver"})
+
+
+def reads(name: str, adaptive: bool = False) -> frozenset[str]:
+    """The fields integrator ``name`` reads (with an adaptive step if ``adaptive``).
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    if name not in READS:
+        raise ValueError(f"unknown integrator name={name!r}; choose one of {sorted(READS)}")
+    fields = READS[name]
+    return fields | ADAPTIVE_FIELDS if adaptive and "adaptive" in fields else fields
+
+
+def unused_fields(name: str, adaptive: bool, given: dict[str, object]) -> list[str]:
+    """The keys of ``given`` (fields set away from their defaults) that ``name`` ignores."""
+    used = reads(name, adaptive) | {"name"}
+    return sorted(k for k in given if k not in used)
 
 
 def build_integrator(
     name: str,
     *,
     lr: float | None = None,
-    momentum: float = 0.9,
-    lr_max: float | None = None,
+    momentum: float | None = None,
     c: float | None = None,
-    k: int | None = None,
+    n_exact: int | None = None,
     tau_max: float | None = None,
     adaptive: bool = False,
-    tol: float = 1e-6,
-    method: str = "lanczos",
-    max_iter: int | None = None,
-    seed: int = 0,
-    criterion: str = "residual",
+    solver: EigSpec | None = None,
 ) -> Integrator:
-    """Build the integrator ``name`` from plain config values.
+    """Build the integrator ``name`` from plain config values (``docs/methods.md`` §7).
 
-    Step size of ``gd``, ``heavy_ball``, ``nesterov``, ``euler``, ``rk4``:
+    Which integrator reads which field is the table :data:`READS` (plus
+    :data:`ADAPTIVE_FIELDS` with ``adaptive=True``); a field it does not read must be left
+    unset. The values:
 
-    - ``adaptive=False``: the constant η = ``lr`` (required); ``lr_max`` and ``c`` must be
-      left unset.
-    - ``adaptive=True``: η_t = min(η_max, c/λ_1(θ_t)) (``METHODS.md`` §3; paper: η_max = 0.001,
-      c = 0.5) with η_max = ``lr_max``, or ``lr`` when ``lr_max`` is not given (if both are
-      given they must agree); ``c`` is required.
-
-    ``exp_euler`` takes ``lr`` as its dimensionless η (required), ``k`` (default
-    ``problem.n_outputs``) and ``tau_max`` (default inf); it chooses its own step, so
-    ``adaptive``, ``lr_max`` and ``c`` must be left unset. ``k`` and ``tau_max`` belong to
-    ``exp_euler`` only; ``momentum`` (β) is read by ``heavy_ball`` and ``nesterov`` only.
-    ``tol``, ``method``, ``max_iter``, ``seed`` and ``criterion`` configure the eigensolve of
-    the adaptive step or of ``exp_euler`` and are not used otherwise
-    (:class:`~eoslab.dynamics.stepsize.TrackedSolve`; ``method="block_power",
-    criterion="eigenvalue_change"`` is Lowell 2024 §7.1's procedure).
-
-    Args:
-        name: a key of :data:`INTEGRATORS`.
-        lr: the step η (or the dimensionless η of ``exp_euler``).
-        momentum: β of ``heavy_ball`` / ``nesterov``, 0 ≤ β < 1.
-        lr_max: η_max of the adaptive step.
-        c: the target η_t λ_1 of the adaptive step.
-        k: exactly integrated directions of ``exp_euler``.
-        tau_max: largest step of ``exp_euler``.
-        adaptive: use :class:`SharpnessAdaptive` instead of :class:`Constant`.
-        tol: eigensolver tolerance.
-        method: eigensolver name (a key of :data:`eoslab.eigen.SOLVERS`).
-        max_iter: eigensolver iteration limit (None: its default).
-        seed: eigensolver seed.
-        criterion: eigensolver stopping rule, ``"residual"`` or ``"eigenvalue_change"``
-            (block_power only).
+    - ``lr``: the constant step η of ``gd``, ``heavy_ball``, ``nesterov``, ``euler``, ``rk4``;
+      with ``adaptive=True`` the η_max of η_t = min(η_max, c/λ_1(θ_t)) (``docs/methods.md``
+      §3.7; paper: η_max = 0.001, c = 0.5); for ``exp_euler`` the dimensionless η < 2 of
+      τ = min(τ_max, η/λ_{k+1}). Required.
+    - ``momentum``: β of ``heavy_ball``/``nesterov`` (default :data:`DEFAULT_MOMENTUM`).
+    - ``c``: the adaptive step's target η_t λ_1 (default :data:`DEFAULT_C`).
+    - ``n_exact``: k of ``exp_euler``, the directions integrated exactly (default
+      ``problem.n_outputs``, as Lowell 2024).
+    - ``tau_max``: the largest step τ of ``exp_euler`` (default inf).
+    - ``solver``: the per-step eigensolve of the adaptive step or of ``exp_euler``
+      (:class:`~eoslab.eigen.EigSpec`; default :data:`STEP_SOLVER`).
 
     Returns:
         The :class:`Integrator`.
 
     Raises:
-        ValueError: naming the field that is unknown, missing, out of range or not used by
+        ValueError: naming the field that is unknown, missing, out of range or not read by
             ``name``.
     """
-    if name not in INTEGRATORS:
-        raise ValueError(f"unknown integrator name={name!r}; choose one of {sorted(INTEGRATORS)}")
     if not isinstance(adaptive, bool):
         raise ValueError(f"adaptive must be True or False, got {adaptive!r}")
-    eig = dict(tol=tol, method=method, max_iter=max_iter, seed=seed, criterion=criterion)
-
-    if name == "exp_euler":
-        for field, value in (("lr_max", lr_max), ("c", c)):
-            if value is not None:
-                raise ValueError(
-                    f"{field} is not used by exp_euler (it takes τ = min(tau_max, lr/λ_(k+1)))"
-                )
-        if adaptive:
-            raise ValueError("adaptive=True is not used by exp_euler: it chooses its own step τ")
-        if lr is None:
-            raise ValueError("lr (the dimensionless η of exp_euler) is required")
-        return ExponentialEuler(lr, k, tau_max=math.inf if tau_max is None else tau_max, **eig)
-
-    for field, value in (("k", k), ("tau_max", tau_max)):
-        if value is not None:
-            raise ValueError(f"{field} is only used by exp_euler, not by {name}")
+    given = dict(momentum=momentum, c=c, n_exact=n_exact, tau_max=tau_max, solver=solver)
+    given = {k: v for k, v in given.items() if v is not None}
     if adaptive:
-        if c is None:
-            raise ValueError("c is required with adaptive=True (η_t = min(lr_max, c/λ_1))")
-        if lr_max is None and lr is None:
-            raise ValueError("lr_max (or lr) is required with adaptive=True")
-        if lr_max is not None and lr is not None and lr != lr_max:
-            raise ValueError(
-                f"lr={lr!r} and lr_max={lr_max!r} disagree; with adaptive=True give lr_max"
-            )
-        step: StepSize = SharpnessAdaptive(lr if lr_max is None else lr_max, c, **eig)
+        given["adaptive"] = True
+    unused = unused_fields(name, adaptive, given)
+    if unused:
+        later = "adaptive" in READS[name] and set(unused) <= ADAPTIVE_FIELDS
+        raise ValueError(
+            f"{', '.join(unused)}: not used by {name}" + (" unless adaptive=True" if later else "")
+        )
+    if lr is None:
+        raise ValueError(f"lr is required for {name}")
+    spec = STEP_SOLVER if solver is None else solver
+    if name == "exp_euler":
+        tau = math.inf if tau_max is None else tau_max
+        return ExponentialEuler(lr, n_exact, tau_max=tau, solver=spec)
+    if adaptive:
+        step: StepSize = SharpnessAdaptive(lr, DEFAULT_C if c is None else c, solver=spec)
     else:
-        for field, value in (("lr_max", lr_max), ("c", c)):
-            if value is not None:
-                raise ValueError(f"{field} is only used with adaptive=True")
-        if lr is None:
-            raise ValueError(f"lr is required for {name} with a constant step")
         step = Constant(lr)
-    if name in _MOMENTUM:
-        return INTEGRATORS[name](step, beta=momentum)
+    if name in ("heavy_ball", "nesterov"):
+        beta = DEFAULT_MOMENTUM if momentum is None else momentum
+        return INTEGRATORS[name](step, beta=beta)
     return INTEGRATORS[name](step)
 
 
 __all__ = [
+    "ADAPTIVE_FIELDS",
+    "DEFAULT_C",
+    "DEFAULT_MOMENTUM",
     "EULER",
     "INTEGRATORS",
+    "READS",
     "RK4",
+    "STEP_SOLVER",
     "ButcherTableau",
     "Constant",
     "ExponentialEuler",
@@ -179,6 +181,8 @@ __all__ = [
     "StepSize",
     "as_step_size",
     "build_integrator",
+    "reads",
+    "unused_fields",
     "euler",
     "phi",
     "real_stability_limit",

@@ -21,8 +21,9 @@ import warnings
 import torch
 
 from eoslab.dynamics.base import Integrator, StepResult, check_positive, check_theta, summary
-from eoslab.dynamics.stepsize import TrackedSolve
+from eoslab.dynamics.stepsize import STEP_SOLVER, TrackedSolve
 from eoslab.eigen import NonConvergenceWarning
+from eoslab.eigen.spec import EigSpec
 from eoslab.linalg import HessianOperator
 
 __all__ = ["ExponentialEuler", "phi"]
@@ -64,18 +65,16 @@ class ExponentialEuler(Integrator):
     ``eig_converged``.
 
     Args:
-        lr: the dimensionless learning rate η > 0 (η < 2 keeps the bulk stable).
+        lr: the dimensionless learning rate, 0 < η < 2 (η < 2 keeps the bulk stable).
         k: number of exactly integrated directions, 1 ≤ k ≤ P (None: ``problem.n_outputs``,
             as Lowell 2024).
         tau_max: upper limit τ_max > 0 of the step length (may be inf unless k = P).
-        tol: relative residual tolerance of the eigensolve.
-        method: eigensolver name (a key of :data:`eoslab.eigen.SOLVERS`).
-        max_iter: the solver's iteration limit (None: its default).
-        seed: seed of the solver's random vectors.
-        criterion: the solver's stopping rule. ``"eigenvalue_change"`` with
-            ``method="block_power"`` is Lowell 2024 §7.1's procedure (compare with the previous
-            step's eigenvalues, kept under ``"exp_euler_lam"``; often one block product per
-            step); see :class:`~eoslab.dynamics.stepsize.TrackedSolve`.
+        solver: the per-step eigensolve of the top k + 1 pairs
+            (:class:`~eoslab.eigen.EigSpec`; default
+            :data:`~eoslab.dynamics.stepsize.STEP_SOLVER`). ``EigSpec(method="block_power",
+            criterion="eigenvalue_change")`` is Lowell 2024 §7.1's procedure (compare with the
+            previous step's eigenvalues, kept under ``"exp_euler_lam"``; often one block
+            product per step, not verified); see :class:`~eoslab.dynamics.stepsize.TrackedSolve`.
     """
 
     name = "exp_euler"
@@ -86,27 +85,20 @@ class ExponentialEuler(Integrator):
         k: int | None = None,
         *,
         tau_max: float = math.inf,
-        tol: float = 1e-6,
-        method: str = "lanczos",
-        max_iter: int | None = None,
-        seed: int = 0,
-        criterion: str = "residual",
+        solver: EigSpec = STEP_SOLVER,
     ):
         owner = self.name
         self.lr = check_positive(lr, "lr", owner=owner)
+        if self.lr >= 2.0:
+            raise ValueError(
+                f"{owner}: lr must be the dimensionless η < 2 (every direction outside the top k "
+                f"then has τλ ≤ η < 2, a stable Euler step), got {lr!r}"
+            )
         if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
             raise ValueError(f"{owner}: k must be a positive integer or None, got {k!r}")
         self.k = k
         self.tau_max = check_positive(tau_max, "tau_max", owner=owner, allow_inf=True)
-        self.solve = TrackedSolve(
-            "exp_euler",
-            method=method,
-            tol=tol,
-            max_iter=max_iter,
-            seed=seed,
-            criterion=criterion,
-            owner=owner,
-        )
+        self.solve = TrackedSolve("exp_euler", solver, owner=owner)
 
     def n_top(self, problem) -> int:
         """k for this problem (``problem.n_outputs`` by default), checked against P and τ_max.
@@ -168,7 +160,7 @@ class ExponentialEuler(Integrator):
         converged = res.all_converged
         if not converged:
             warnings.warn(
-                f"{self.name}: the top-{m} eigensolve did not converge to tol={self.solve.tol:g} "
+                f"{self.name}: the top-{m} eigensolve did not converge to tol={res.tol:g} "
                 f"({res.n_matvecs} products); the step uses its Ritz pairs anyway",
                 NonConvergenceWarning,
                 stacklevel=2,
@@ -202,5 +194,5 @@ class ExponentialEuler(Integrator):
     def __repr__(self) -> str:
         return (
             f"ExponentialEuler(lr={self.lr!r}, k={self.k!r}, tau_max={self.tau_max!r}, "
-            f"method={self.solve.method!r})"
+            f"solver={self.solve.spec.describe()!r})"
         )

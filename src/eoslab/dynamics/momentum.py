@@ -26,7 +26,7 @@ from eoslab.dynamics.base import (
 from eoslab.dynamics.stepsize import StepChoice, StepSize, as_step_size
 from eoslab.problem import Problem
 
-__all__ = ["GradientDescent", "HeavyBall", "Nesterov"]
+__all__ = ["DEFAULT_MOMENTUM", "GradientDescent", "HeavyBall", "Nesterov"]
 
 
 def first_gradient(
@@ -36,6 +36,10 @@ def first_gradient(
     if choice.gradient is not None and choice.loss is not None:
         return choice.loss, choice.gradient
     return problem.loss_and_gradient(theta)
+
+
+#: Default β of heavy ball and Nesterov (Cohen et al. 2021's experiments use 0.9).
+DEFAULT_MOMENTUM = 0.9
 
 
 def check_beta(beta, *, owner: str) -> float:
@@ -128,7 +132,7 @@ class HeavyBall(_FirstOrder):
     name = "heavy_ball"
     buffer = "velocity"
 
-    def __init__(self, step_size: StepSize | float, beta: float = 0.9):
+    def __init__(self, step_size: StepSize | float, beta: float = DEFAULT_MOMENTUM):
         super().__init__(step_size)
         self.beta = check_beta(beta, owner=self.name)
 
@@ -163,7 +167,7 @@ class Nesterov(_FirstOrder):
     name = "nesterov"
     buffer = "momentum_buffer"
 
-    def __init__(self, step_size: StepSize | float, beta: float = 0.9):
+    def __init__(self, step_size: StepSize | float, beta: float = DEFAULT_MOMENTUM):
         super().__init__(step_size)
         self.beta = check_beta(beta, owner=self.name)
 

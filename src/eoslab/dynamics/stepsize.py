@@ -22,11 +22,30 @@ from dataclasses import dataclass, field
 import torch
 
 from eoslab.dynamics.base import check_positive
-from eoslab.eigen import SOLVERS, NonConvergenceWarning, eigsh
+from eoslab.eigen import NonConvergenceWarning
+from eoslab.eigen.spec import EigSpec
 from eoslab.linalg import HessianOperator
 from eoslab.problem import Problem
 
-__all__ = ["Constant", "SharpnessAdaptive", "StepChoice", "StepSize", "as_step_size"]
+__all__ = [
+    "DEFAULT_C",
+    "STEP_SOLVER",
+    "Constant",
+    "SharpnessAdaptive",
+    "StepChoice",
+    "StepSize",
+    "as_step_size",
+]
+
+#: The per-step eigensolve of the adaptive step and of exponential Euler: verified Lanczos
+#: at a relative residual of 1e-6. The step is a function of λ_1 (or of the top-(k+1) pairs
+#: and the gradient's coordinates in them), so its error is of the order of tol; 1e-6 keeps
+#: the integrators' own error below the dynamics they resolve, and a warm start along the
+#: trajectory makes it cheap (a few products per step on the benchmark problems).
+STEP_SOLVER = EigSpec(tol=1e-6)
+
+#: Default c of the adaptive step η_t = min(η_max, c/λ_1) (Lowell 2022's exact flow: 0.5).
+DEFAULT_C = 0.5
 
 
 @dataclass(frozen=True)
@@ -120,11 +139,8 @@ class SharpnessAdaptive(StepSize):
     Args:
         lr_max: η_max > 0.
         c: the target η_t λ_1 > 0.
-        tol: relative residual tolerance of the eigensolve.
-        method: eigensolver name (a key of :data:`eoslab.eigen.SOLVERS`).
-        max_iter: the solver's iteration limit (None: its default).
-        seed: seed of the solver's random vectors.
-        criterion: the solver's stopping rule (see :class:`TrackedSolve`).
+        solver: the eigensolve of λ_1 (:class:`~eoslab.eigen.EigSpec`, ``which="LA"``);
+            default :data:`STEP_SOLVER`.
     """
 
     state_keys = ("sharpness_v", "sharpness_lam")
@@ -135,24 +151,12 @@ class SharpnessAdaptive(StepSize):
         lr_max: float,
         c: float,
         *,
-        tol: float = 1e-6,
-        method: str = "lanczos",
-        max_iter: int | None = None,
-        seed: int = 0,
-        criterion: str = "residual",
+        solver: EigSpec = STEP_SOLVER,
     ):
         owner = "SharpnessAdaptive"
         self.lr_max = check_positive(lr_max, "lr_max", owner=owner)
         self.c = check_positive(c, "c", owner=owner)
-        self.solve = TrackedSolve(
-            "sharpness",
-            method=method,
-            tol=tol,
-            max_iter=max_iter,
-            seed=seed,
-            criterion=criterion,
-            owner=owner,
-        )
+        self.solve = TrackedSolve("sharpness", solver, owner=owner)
 
     def choose(self, problem, theta, state):
         """λ_1 by a warm-started eigensolve; η_t = min(η_max, c/λ_1) (η_max if λ_1 ≤ 0)."""
@@ -162,7 +166,7 @@ class SharpnessAdaptive(StepSize):
         converged = res.all_converged
         if not converged:
             warnings.warn(
-                f"SharpnessAdaptive: λ_1 = {lam:.6g} did not converge to tol={self.solve.tol:g} "
+                f"SharpnessAdaptive: λ_1 = {lam:.6g} did not converge to tol={res.tol:g} "
                 f"({res.n_matvecs} products); the step uses it anyway",
                 NonConvergenceWarning,
                 stacklevel=3,
@@ -181,7 +185,8 @@ class SharpnessAdaptive(StepSize):
 
     def __repr__(self) -> str:
         return (
-            f"SharpnessAdaptive(lr_max={self.lr_max!r}, c={self.c!r}, method={self.solve.method!r})"
+            f"SharpnessAdaptive(lr_max={self.lr_max!r}, c={self.c!r}, "
+            f"solver={self.solve.spec.describe()!r})"
         )
 
 
@@ -200,93 +205,41 @@ def as_step_size(step_size: StepSize | float, *, owner: str) -> StepSize:
 # ------------------------------------------------------------------ eigensolver helpers
 
 
-def check_method(method: str, *, owner: str) -> str:
-    """``method`` if it names an eigensolver, else a ValueError listing the choices."""
-    if method not in SOLVERS:
-        raise ValueError(f"{owner}: method must be one of {sorted(SOLVERS)}, got {method!r}")
-    return method
-
-
-def check_max_iter(max_iter: int | None, *, owner: str) -> int | None:
-    """``max_iter`` if None or a positive integer, else a ValueError."""
-    if max_iter is None:
-        return None
-    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
-        raise ValueError(f"{owner}: max_iter must be a positive integer or None, got {max_iter!r}")
-    return max_iter
-
-
-def solver_options(max_iter: int | None) -> dict[str, int]:
-    """``{"max_iter": max_iter}`` when given, so that None keeps the solver's own default."""
-    return {} if max_iter is None else {"max_iter": max_iter}
-
-
 class TrackedSolve:
     """The top-m eigenpairs of H(θ_t) at every step, warm-started from the previous step.
 
     Used by :class:`SharpnessAdaptive` and :class:`~eoslab.dynamics.exp_euler.ExponentialEuler`
-    (``METHODS.md`` §6–7). A call starts from the previous call's block, kept in the
-    integrator state under ``KEY_v`` ([P, m']). With ``method="block_power"`` and
-    ``criterion="eigenvalue_change"`` (Lowell 2024 §7.1: stop when max|ΔΛ| < tol·max|Λ|) it
-    also keeps the previous eigenvalues under ``KEY_lam`` and hands them to the solver as
-    ``theta0``, so that along a slowly moving trajectory one block product can suffice; the
-    default (Lanczos, residual tolerance) verifies every pair instead.
+    (``docs/methods.md`` §6.7, §7). A call starts from the previous call's block, kept in the
+    integrator state under ``KEY_v`` ([P, m']). Under ``criterion="eigenvalue_change"``
+    (block power, Lowell 2024 §7.1: stop when max|ΔΛ| < tol·max|Λ|) it also keeps the previous
+    eigenvalues under ``KEY_lam`` and hands them to the solver as ``theta0``, so that along a
+    slowly moving trajectory one block product can suffice; the default spec (Lanczos,
+    residual tolerance) verifies every pair instead.
 
     Args:
         key: prefix of the two state keys.
-        method: eigensolver name (a key of :data:`eoslab.eigen.SOLVERS`).
-        tol: the solver's tolerance (relative residual, or relative eigenvalue change).
-        max_iter: the solver's iteration limit (None: its default).
-        seed: seed of the solver's random vectors.
-        criterion: ``"residual"`` (every solver) or ``"eigenvalue_change"`` (block_power).
+        spec: the eigensolve (:class:`~eoslab.eigen.EigSpec`); its ``which`` must be ``"LA"``.
         owner: name used in error messages.
+
+    Raises:
+        ValueError: if ``spec`` is not an EigSpec or does not ask for ``which="LA"``.
     """
 
-    def __init__(
-        self,
-        key: str,
-        *,
-        method: str = "lanczos",
-        tol: float = 1e-6,
-        max_iter: int | None = None,
-        seed: int = 0,
-        criterion: str = "residual",
-        owner: str,
-    ):
+    def __init__(self, key: str, spec: EigSpec, *, owner: str):
+        if not isinstance(spec, EigSpec):
+            raise ValueError(f"{owner}: solver must be an eoslab.eigen.EigSpec, got {spec!r}")
+        if spec.which != "LA":
+            raise ValueError(f"{owner}: the step needs the top eigenpairs, which='LA'")
         self.key = key
-        self.method = check_method(method, owner=owner)
-        self.tol = check_positive(tol, "tol", owner=owner)
-        self.max_iter = check_max_iter(max_iter, owner=owner)
-        self.seed = int(seed)
-        if criterion not in ("residual", "eigenvalue_change"):
-            raise ValueError(
-                f"{owner}: criterion must be 'residual' or 'eigenvalue_change', got {criterion!r}"
-            )
-        if criterion == "eigenvalue_change" and method != "block_power":
-            raise ValueError(
-                f"{owner}: criterion='eigenvalue_change' is block_power's rule, not {method!r}'s"
-            )
-        self.criterion = criterion
+        self.spec = spec
 
     def __call__(self, op, m: int, state: dict[str, torch.Tensor]):
-        """``(result, new_state)``: the top-m pairs of ``op`` (``which="LA"``), warm start."""
-        options = solver_options(self.max_iter)
-        if self.criterion != "residual":
-            options["criterion"] = self.criterion
-            if f"{self.key}_lam" in state:
-                options["theta0"] = state[f"{self.key}_lam"]
-        res = eigsh(
-            op,
-            m,
-            method=self.method,
-            which="LA",
-            v0=state.get(f"{self.key}_v"),
-            tol=self.tol,
-            seed=self.seed,
-            **options,
+        """``(result, new_state)``: the top-m pairs of ``op``, warm-started from ``state``."""
+        res = self.spec.solve(
+            op, m, v0=state.get(f"{self.key}_v"), theta0=state.get(f"{self.key}_lam")
         )
         new_state = {f"{self.key}_v": own_copy(res.warm_start)}
-        if self.criterion != "residual":
+        if not self.spec.verified:
             new_state[f"{self.key}_lam"] = own_copy(res.eigenvalues)
         return res, new_state
 

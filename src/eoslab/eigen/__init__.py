@@ -12,7 +12,9 @@ after convergence a few Lanczos steps on the operator deflated against the conve
 vectors look for a wanted eigenvalue the solver missed (``verify_steps``; see
 :mod:`eoslab.eigen._verify`).
 
-:func:`eigsh` dispatches by name through the plain dict :data:`SOLVERS`. The default,
+:func:`eigsh` dispatches by name through the plain dict :data:`SOLVERS`; the upper layers
+hold a frozen :class:`EigSpec` (method, which, tol, max_iter, seed, stopping rule, check
+steps), validated once, and call :meth:`EigSpec.solve`. The default,
 :data:`DEFAULT_METHOD`, is thick-restart Lanczos: on the CPU curvature products cost the
 same per vector alone or in blocks (``docs/design-notes.md``), and on the benchmark Hessians
 (``benchmarks/bench_curvature.py``, mlp-small, k = 20) Lanczos needed 190 products cold at
@@ -32,6 +34,7 @@ from eoslab.eigen.result import (
     NonConvergenceWarning,
     ToleranceFloorWarning,
 )
+from eoslab.eigen.spec import CRITERIA, DEFAULT_METHOD, EigSpec
 from eoslab.linalg.base import Operator
 
 #: Solvers by name, for configs and :func:`eigsh`.
@@ -41,9 +44,6 @@ SOLVERS = {
     "arpack": arpack,
     "block_power": block_power,
 }
-
-#: The solver :func:`eigsh` uses when no ``method`` is given.
-DEFAULT_METHOD = "lanczos"
 
 
 def eigsh(op: Operator, k: int, *, method: str = DEFAULT_METHOD, **options) -> EigResult:
@@ -73,7 +73,9 @@ def eigsh(op: Operator, k: int, *, method: str = DEFAULT_METHOD, **options) -> E
 
 
 __all__ = [
+    "CRITERIA",
     "DEFAULT_METHOD",
+    "EigSpec",
     "SOLVERS",
     "ConvergenceError",
     "EigResult",

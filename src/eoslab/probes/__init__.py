@@ -17,8 +17,8 @@
 """
 
 from eoslab.probes.basic import basic_metrics
-from eoslab.probes.cusp import cusp_grid, cusp_scan
-from eoslab.probes.gauss_newton import GaussNewtonProbe, GaussNewtonResult
+from eoslab.probes.cusp import CUSP_SOLVER, cusp_grid, cusp_scan
+from eoslab.probes.gauss_newton import DEFAULT_GN_SOLVER, GaussNewtonProbe, GaussNewtonResult
 from eoslab.probes.layerwise import (
     LayerwiseStats,
     counterfactual_sharpness,
@@ -29,10 +29,12 @@ from eoslab.probes.layerwise import (
 )
 from eoslab.probes.projections import loss_changes, project, projection_metrics, table1
 from eoslab.probes.spectrum import eig_quality_metrics, rho, spectrum_metrics
-from eoslab.probes.suite import DEFAULT_TOL, ProbeResult, ProbeSuite
+from eoslab.probes.suite import DEFAULT_SOLVER, ProbeResult, ProbeSuite
 
 __all__ = [
-    "DEFAULT_TOL",
+    "CUSP_SOLVER",
+    "DEFAULT_GN_SOLVER",
+    "DEFAULT_SOLVER",
     "GaussNewtonProbe",
     "GaussNewtonResult",
     "LayerwiseStats",

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from eoslab.eigen import SOLVERS, EigResult, NonConvergenceWarning, eigsh
+from eoslab.eigen import EigResult, NonConvergenceWarning
+from eoslab.eigen.spec import EigSpec
 from eoslab.linalg import (
     GaussNewtonOperator,
     HessianOperator,
@@ -32,14 +33,14 @@ from eoslab.linalg import (
 )
 from eoslab.problem import Problem
 
-__all__ = ["DEFAULT_GN_TOL", "GaussNewtonProbe", "GaussNewtonResult"]
+__all__ = ["DEFAULT_GN_SOLVER", "GaussNewtonProbe", "GaussNewtonResult"]
 
-#: Relative residual tolerance of the probe's eigensolves. Tighter than the spectrum probe's
-#: (:data:`eoslab.probes.DEFAULT_TOL`): λ_1(H) and λ_1(G) are often within a few percent of
-#: each other at the edge of stability, and ζ and the Weyl bracket
+#: The probe's eigensolves: verified Lanczos at a relative residual of 1e-6, tighter than the
+#: spectrum probe's (:data:`eoslab.probes.DEFAULT_SOLVER`): λ_1(H) and λ_1(G) are often within
+#: a few percent of each other at the edge of stability, and ζ and the Weyl bracket
 #: λ_1(G) + λ_min(R) ≤ λ_1(H) ≤ λ_1(G) + λ_1(R) are read from differences and ratios of them.
 #: Only top-1 pairs are solved, for which warm-started Lanczos converges in a few products.
-DEFAULT_GN_TOL = 1e-6
+DEFAULT_GN_SOLVER = EigSpec(tol=1e-6)
 
 #: Warm-start key of the operator whose top eigenvalue is layer ``name``'s sharpness.
 _LAYER_PREFIX = "layer_"
@@ -101,10 +102,9 @@ class GaussNewtonProbe:
     :class:`~eoslab.eigen.NonConvergenceWarning` naming it (besides the solver's own).
 
     Args:
-        tol: relative residual tolerance of every eigensolve, in (0, 1)
-            (see :data:`DEFAULT_GN_TOL`).
-        method: eigensolver, a key of :data:`eoslab.eigen.SOLVERS`.
-        seed: seed of the solvers' random starts (used for operators without a warm start).
+        solver: the eigensolve of every operator (:class:`~eoslab.eigen.EigSpec`; default
+            :data:`DEFAULT_GN_SOLVER`); its ``which`` is set per operator (``"SA"`` for
+            λ_min(H − G), ``"LA"`` otherwise).
         layers: measure the per-layer sharpness of every module with parameters.
         residual: measure λ_1(H − G).
         residual_min: also measure λ_min(H − G) (one more solve; each R product costs one
@@ -117,24 +117,17 @@ class GaussNewtonProbe:
     def __init__(
         self,
         *,
-        tol: float = DEFAULT_GN_TOL,
-        method: str = "lanczos",
-        seed: int = 0,
+        solver: EigSpec = DEFAULT_GN_SOLVER,
         layers: bool = True,
         residual: bool = True,
         residual_min: bool = False,
     ):
-        if not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and 0 < tol < 1):
-            raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
-        if method not in SOLVERS:
-            raise ValueError(
-                f"unknown eigensolver method={method!r}; choose one of {sorted(SOLVERS)}"
-            )
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be an integer ≥ 0, got {seed!r}")
-        self.tol = float(tol)
-        self.method = method
-        self.seed = seed
+        if not isinstance(solver, EigSpec):
+            raise ValueError(f"solver must be an eoslab.eigen.EigSpec, got {solver!r}")
+        self.solver = solver.replace(which="LA")
+        self._specs = {"LA": self.solver}
+        if residual_min:
+            self._specs["SA"] = solver.replace(which="SA")
         self.layers = bool(layers)
         self.residual = bool(residual)
         self.residual_min = bool(residual_min)
@@ -212,9 +205,7 @@ class GaussNewtonProbe:
             v0 = warm.get(key)
             if v0 is not None:
                 v0 = _check_warm(key, v0, op)
-            eigs[key] = eigsh(
-                op, 1, method=self.method, which=which, v0=v0, tol=self.tol, seed=self.seed
-            )
+            eigs[key] = self._specs[which].solve(op, 1, v0=v0)
 
         m = self._metrics(eigs, m_norm_sq_mean, theta.dtype)
         self._warn(eigs, m, m_norm_sq_mean, theta.dtype)
@@ -267,7 +258,7 @@ class GaussNewtonProbe:
         bad = [key for key, e in eigs.items() if not e.all_converged]
         if bad:
             warnings.warn(
-                f"Gauss–Newton probe ({self.method}, tol={self.tol:g}): the eigensolves of "
+                f"Gauss–Newton probe ({self.solver.describe()}): the eigensolves of "
                 f"{bad} did not converge (max relative residual {m['eig_residual_max']:.2e}); "
                 "values kept, their converged_* flags and eig_converged = 0",
                 NonConvergenceWarning,
@@ -277,7 +268,7 @@ class GaussNewtonProbe:
             return
         # The Ritz value λ_G never exceeds λ_1(G) (Rayleigh quotient), so ζ > 1 can only come
         # from an E‖M‖² that belongs to another θ or problem, beyond round-off of its sum.
-        slack = max(self.tol, 1024 * torch.finfo(dtype).eps)
+        slack = max(self.solver.tol, 1024 * torch.finfo(dtype).eps)
         zeta = m["zeta"]
         if not 0 < zeta <= 1 + slack:
             warnings.warn(

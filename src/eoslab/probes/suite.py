@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from eoslab.eigen import SOLVERS, EigResult, NonConvergenceWarning, eigsh
+from eoslab.eigen import EigResult, NonConvergenceWarning
+from eoslab.eigen.spec import EigSpec
 from eoslab.linalg import HessianOperator
 from eoslab.probes.basic import basic_metrics
 from eoslab.probes.projections import loss_changes as _loss_changes
@@ -20,17 +21,16 @@ from eoslab.probes.projections import projection_metrics
 from eoslab.probes.spectrum import eig_quality_metrics, spectrum_metrics
 from eoslab.problem import Problem
 
-__all__ = ["DEFAULT_TOL", "ProbeResult", "ProbeSuite"]
+__all__ = ["DEFAULT_SOLVER", "ProbeResult", "ProbeSuite"]
 
-#: Relative residual tolerance of the probe eigensolve, ‖H h − λ h‖ ≤ tol·|λ|. By Bauer–Fike
-#: each λ_i is then within tol·|λ_i| of an eigenvalue (ρ_i to four digits, far below the
-#: percent-level oscillations of ρ_1 at the edge of stability; isolated eigenvalues are even
-#: accurate to ~tol²λ²/gap), and the top subspace is within an angle tol·λ/gap of the true
-#: one, so ‖P_top g‖ and ΔL_top err by about tol·(λ/gap)·‖g‖ relative. It is the eigen
-#: package's default, on which its measured product counts are based; looser tolerances save
-#: few products with Lanczos' fast convergence on the outliers, tighter ones buy no accuracy
-#: the telemetry can show (and in float32 hit the round-off floor).
-DEFAULT_TOL = 1e-4
+#: The probe's eigensolve: verified Lanczos at a relative residual ‖H h − λ h‖ ≤ 1e-4·|λ|.
+#: By Bauer–Fike each λ_i is then within 1e-4·|λ_i| of an eigenvalue (ρ_i to four digits, far
+#: below the percent-level oscillations of ρ_1 at the edge of stability; isolated eigenvalues
+#: are even accurate to ~tol²λ²/gap), and the top subspace is within an angle tol·λ/gap of
+#: the true one, so ‖P_top g‖ and ΔL_top err by about tol·(λ/gap)·‖g‖ relative. Looser
+#: tolerances save few products with Lanczos' fast convergence on the outliers, tighter ones
+#: buy no accuracy the telemetry can show (and in float32 hit the round-off floor).
+DEFAULT_SOLVER = EigSpec(tol=1e-4)
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,8 @@ class ProbeSuite:
             ``METHODS.md`` §3). Must satisfy 1 ≤ n_top ≤ k.
         n_classes: number of classes n_c; None: the problem's number of outputs (equal to n_c
             for the cross-entropy and one-hot MSE criteria), read at call time.
-        tol: relative residual tolerance of the eigensolve (see :data:`DEFAULT_TOL`).
-        method: eigensolver, a key of :data:`eoslab.eigen.SOLVERS` (always ``which='LA'``).
-        max_iter: the solver's ``max_iter``; None: the solver's own default.
-        seed: seed of the solver's random start (used when no ``v0`` is given).
+        solver: the eigensolve (:class:`~eoslab.eigen.EigSpec` with ``which="LA"``; default
+            :data:`DEFAULT_SOLVER`).
         spectrum: emit λ_i, ρ_i and the sharpness.
         projections: emit the gradient projections.
         loss_changes: emit the three ΔL (three loss evaluations).
@@ -102,10 +100,7 @@ class ProbeSuite:
         k: int = 20,
         n_top: int | None = None,
         n_classes: int | None = None,
-        tol: float = DEFAULT_TOL,
-        method: str = "lanczos",
-        max_iter: int | None = None,
-        seed: int = 0,
+        solver: EigSpec = DEFAULT_SOLVER,
         spectrum: bool = True,
         projections: bool = True,
         loss_changes: bool = True,
@@ -118,22 +113,16 @@ class ProbeSuite:
                 raise ValueError(f"n_top={n_top} needs at least as many eigenpairs, got k={k}")
         if n_classes is not None:
             _check_int("n_classes", n_classes, low=2)
-        if not (isinstance(tol, (int, float)) and 0 < tol < 1):
-            raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
-        if method not in SOLVERS:
+        if not isinstance(solver, EigSpec):
+            raise ValueError(f"solver must be an eoslab.eigen.EigSpec, got {solver!r}")
+        if solver.which != "LA":
             raise ValueError(
-                f"unknown eigensolver method={method!r}; choose one of {sorted(SOLVERS)}"
+                f"solver.which must be 'LA' (the top eigenpairs), got {solver.which!r}"
             )
-        if max_iter is not None:
-            _check_int("max_iter", max_iter, low=1)
-        _check_int("seed", seed, low=0)
         self.k = k
         self.n_top = n_top
         self.n_classes = n_classes
-        self.tol = float(tol)
-        self.method = method
-        self.max_iter = max_iter
-        self.seed = seed
+        self.solver = solver
         self.spectrum = bool(spectrum)
         self.projections = bool(projections)
         self.loss_changes = bool(loss_changes)
@@ -207,10 +196,7 @@ class ProbeSuite:
                 loss, g = op.loss, op.gradient
             else:
                 loss, g = problem.loss_and_gradient(theta)
-            options = {"which": "LA", "v0": v0, "tol": self.tol, "seed": self.seed}
-            if self.max_iter is not None:
-                options["max_iter"] = self.max_iter
-            eig = eigsh(op, self.k, method=self.method, **options)
+            eig = self.solver.solve(op, self.k, v0=v0)
             del op  # the graph of g is not needed any more
         else:
             loss, g = problem.loss_and_gradient(theta)
@@ -237,7 +223,7 @@ class ProbeSuite:
         if eig is not None and not eig.all_converged:
             n_bad = int((~eig.converged).sum())
             warnings.warn(
-                f"probe eigensolve ({self.method}, tol={self.tol:g}) left {n_bad} of {eig.k} "
+                f"probe eigensolve ({self.solver.describe()}) left {n_bad} of {eig.k} "
                 f"eigenpairs unconverged (max relative residual "
                 f"{metrics['eig_residual_max']:.2e}); values kept, eig_converged = 0",
                 NonConvergenceWarning,

@@ -13,11 +13,11 @@ import torch
 
 from eoslab.data import DATASETS, Dataset, load_dataset
 from eoslab.data.base import train_test_split
-from eoslab.dynamics import Integrator, build_integrator
+from eoslab.dynamics import Integrator
 from eoslab.models import MODELS, build_model
 from eoslab.models.init import init_model
 from eoslab.problem import Problem
-from eoslab.run.config import ConfigError, RunConfig
+from eoslab.run.config import ConfigError, DataUnavailableError, RunConfig
 
 __all__ = [
     "Built",
@@ -90,7 +90,9 @@ def build_data(cfg: RunConfig) -> tuple[Dataset, Dataset | None]:
             mean, std = ds.feature_stats()
             ds = ds.standardize(mean, std)
             test = test.standardize(mean, std) if test is not None else None
-    except (ValueError, TypeError, KeyError, OSError) as err:  # OSError: files not found
+    except OSError as err:  # files not found or unreadable
+        raise DataUnavailableError(f"data ({d.name}): {err}") from err
+    except (ValueError, TypeError, KeyError) as err:
         raise ConfigError(f"data ({d.name}): {err}") from None
     device = resolve_device(cfg.device)
     ds = ds.to(device=device, dtype=dtype)
@@ -167,25 +169,14 @@ def check_probe(cfg: RunConfig, built: Built) -> None:
 
 
 def integrator_from_config(cfg: RunConfig) -> Integrator:
-    """The integrator of ``cfg.optimizer`` (``METHODS.md`` §2, §3, §7).
+    """The integrator of ``cfg.optimizer`` (:meth:`~eoslab.run.config.OptimizerConfig.integrator`).
 
-    Only the fields that the chosen integrator reads are passed on: β for the momentum
-    methods, c for an adaptive step, k and tau_max for exponential Euler.
+    Which fields it reads is decided by :data:`eoslab.dynamics.READS` alone.
 
     Raises:
         ConfigError: naming ``optimizer`` when the integrator rejects the values.
     """
-    o = cfg.optimizer
-    kwargs = dict(lr=o.lr, tol=o.eig_tol, method=o.eig_method, criterion=o.eig_criterion)
-    if o.name in ("heavy_ball", "nesterov"):
-        kwargs["momentum"] = o.momentum
-    if o.adaptive:
-        kwargs.update(adaptive=True, c=o.c)
-    if o.name == "exp_euler":
-        kwargs.update(k=o.k, tau_max=o.tau_max)
-    elif o.k is not None or o.tau_max is not None:
-        raise ConfigError(f"optimizer.k/tau_max: only exp_euler takes them, not {o.name!r}")
     try:
-        return build_integrator(o.name, **kwargs)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"optimizer ({o.name}): {err}") from None
+        return cfg.optimizer.integrator()
+    except ValueError as err:
+        raise ConfigError(f"optimizer ({cfg.optimizer.name}): {err}") from None

@@ -32,6 +32,20 @@ from pydantic import (
 )
 
 from eoslab._yaml import safe_load
+from eoslab.dynamics import (
+    ADAPTIVE_FIELDS,
+    DEFAULT_C,
+    DEFAULT_MOMENTUM,
+    INTEGRATORS,
+    STEP_SOLVER,
+    Integrator,
+    build_integrator,
+    reads,
+    unused_fields,
+)
+from eoslab.eigen import SOLVERS
+from eoslab.eigen.spec import EigSpec
+from eoslab.probes import DEFAULT_GN_SOLVER, DEFAULT_SOLVER
 
 __all__ = [
     "CONFIG_DIR",
@@ -41,6 +55,7 @@ __all__ = [
     "OptimizerConfig",
     "ProbeConfig",
     "RunConfig",
+    "SolverConfig",
     "StopConfig",
     "apply_overrides",
     "load_config",
@@ -53,6 +68,10 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names each offending field."""
+
+
+class DataUnavailableError(ConfigError):
+    """The data a config names cannot be read where it says (the OSError is the cause)."""
 
 
 def _integral(x: Any) -> Any:
@@ -116,53 +135,138 @@ class ModelConfig(_Section):
         return dict(self.model_extra or {})
 
 
+#: Solver names, the keys of :data:`eoslab.eigen.SOLVERS` (a config typo is a ConfigError).
+SolverName = Literal[tuple(SOLVERS)]  # type: ignore[valid-type]
+
+
+class SolverConfig(_Section):
+    """One eigensolve, :class:`eoslab.eigen.EigSpec` (``docs/methods.md`` §6).
+
+    ``method`` (a key of ``eoslab.eigen.SOLVERS``), ``tol`` (0 < tol < 1: relative residual,
+    or relative eigenvalue change under ``criterion: eigenvalue_change``, block_power only,
+    not verified), ``max_iter`` (None: the solver's own), ``seed``, ``verify_steps`` (the
+    check for a missed eigenvalue, 0 = off). Fields left out take the defaults of the part
+    that runs the solve: :data:`eoslab.probes.DEFAULT_SOLVER` (``probe.solver``),
+    :data:`eoslab.probes.DEFAULT_GN_SOLVER` (``probe.gauss_newton_solver``),
+    :data:`eoslab.dynamics.STEP_SOLVER` (``optimizer.solver``).
+    """
+
+    method: SolverName
+    tol: float
+    max_iter: Int | None
+    seed: Int
+    criterion: Literal["residual", "eigenvalue_change"]
+    verify_steps: Int
+
+    @model_validator(mode="after")
+    def _valid(self) -> SolverConfig:
+        self.spec()  # EigSpec validates every field once; its ValueError names the field
+        return self
+
+    def spec(self, which: str = "LA") -> EigSpec:
+        """The :class:`~eoslab.eigen.EigSpec` these settings describe."""
+        return EigSpec(which=which, **self.model_dump())
+
+    @staticmethod
+    def fields_of(spec: EigSpec) -> dict[str, Any]:
+        """The config fields of ``spec`` (all but ``which``, which the consumer sets)."""
+        return {k: v for k, v in spec.to_dict().items() if k != "which"}
+
+
+def _solvers_filled(data: Any, defaults: dict[str, EigSpec]) -> Any:
+    """``data`` with each solver section completed from its consumer's default spec."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for key, spec in defaults.items():
+        given = out.get(key)
+        if isinstance(given, dict):
+            out[key] = {**SolverConfig.fields_of(spec), **given}
+        elif isinstance(given, SolverConfig):
+            out[key] = given.model_dump()
+    return out
+
+
+def _solver_field(spec: EigSpec):
+    return Field(default_factory=lambda: SolverConfig(**SolverConfig.fields_of(spec)))
+
+
 class OptimizerConfig(_Section):
-    """Integrator and step size (``METHODS.md`` §2, §3, §7).
+    """Integrator and step size (``docs/methods.md`` §2, §3, §7).
 
     ``lr`` is η for gd/heavy_ball/nesterov/euler/rk4 (the maximum η when ``adaptive``: then
     η_t = min(lr, c/λ_1(θ_t)), Lowell 2022's "exact flow") and the dimensionless η < 2 of
-    exponential Euler, whose step is τ = min(tau_max, lr/λ_{k+1}). ``eig_tol``,
-    ``eig_method`` and ``eig_criterion`` set the per-step eigensolve of an adaptive step or of
-    exponential Euler (``eig_method: block_power`` with ``eig_criterion: eigenvalue_change`` is
-    Lowell 2024 §7.1's warm-started power iteration; the default Lanczos verifies residuals).
+    exponential Euler, whose step is τ = min(tau_max, lr/λ_{k+1}) with k = ``n_exact``
+    directions integrated exactly (None: the number of outputs). ``momentum`` is β of
+    heavy_ball/nesterov; ``solver`` is the per-step eigensolve of an adaptive step or of
+    exponential Euler (``{method: block_power, criterion: eigenvalue_change}`` is Lowell 2024
+    §7.1's warm-started power iteration; the default Lanczos verifies residuals). Which
+    integrator reads which field is decided in one place, :data:`eoslab.dynamics.READS`: a
+    field set away from its default that the integrator would ignore is an error.
     """
 
-    name: Literal["gd", "heavy_ball", "nesterov", "euler", "rk4", "exp_euler"] = "gd"
+    name: Literal[tuple(INTEGRATORS)] = "gd"  # type: ignore[valid-type]
     lr: float = Field(0.01, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    momentum: float = Field(DEFAULT_MOMENTUM, ge=0.0, lt=1.0)
     adaptive: bool = False
-    c: float = Field(0.5, gt=0.0)
-    k: Int | None = Field(None, ge=1)
+    c: float = Field(DEFAULT_C, gt=0.0)
+    n_exact: Int | None = Field(None, ge=1)
     tau_max: float | None = Field(None, gt=0.0)
-    eig_tol: float = Field(1e-6, gt=0.0)
-    eig_method: Literal["lanczos", "lobpcg", "block_power", "arpack"] = "lanczos"
-    eig_criterion: Literal["residual", "eigenvalue_change"] = "residual"
+    solver: SolverConfig = _solver_field(STEP_SOLVER)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill(cls, data: Any) -> Any:
+        return _solvers_filled(data, {"solver": STEP_SOLVER})
 
     @model_validator(mode="after")
     def _check(self) -> OptimizerConfig:
-        if self.name == "exp_euler" and self.lr >= 2.0:
-            raise ValueError(f"lr: exponential Euler needs the dimensionless lr < 2, got {self.lr}")
-        if self.eig_criterion == "eigenvalue_change" and self.eig_method != "block_power":
+        unused = unused_fields(self.name, self.adaptive, self._changed())
+        if unused:
             raise ValueError(
-                "eig_criterion: 'eigenvalue_change' is block_power's rule; set "
-                f"eig_method: block_power (got {self.eig_method!r})"
+                f"{', '.join(unused)}: not used by {self.name}"
+                + (" with adaptive: false" if set(unused) <= ADAPTIVE_FIELDS else "")
             )
-        if self.adaptive and self.name not in ("gd", "euler", "rk4"):
-            raise ValueError(
-                f"adaptive: only gd, euler and rk4 take an adaptive step, not {self.name}"
-            )
+        try:
+            self.integrator()  # the integrator's own checks (e.g. exp_euler's lr < 2)
+        except ValueError as err:
+            msg = str(err).removeprefix(f"{self.name}: ")
+            word = msg.split(" ", 1)[0]
+            raise ValueError(f"{word}: {msg}" if word in type(self).model_fields else msg) from None
         return self
+
+    def _changed(self) -> dict[str, Any]:
+        """Fields (other than name and lr) set away from their defaults."""
+        out = {}
+        for field in ("momentum", "adaptive", "c", "n_exact", "tau_max", "solver"):
+            default = type(self).model_fields[field].get_default(call_default_factory=True)
+            if getattr(self, field) != default:
+                out[field] = getattr(self, field)
+        return out
+
+    def integrator(self) -> Integrator:
+        """The :class:`~eoslab.dynamics.Integrator` of this section.
+
+        Raises:
+            ValueError: from the integrator's own checks (naming the field).
+        """
+        fields = reads(self.name, self.adaptive) - {"lr", "adaptive"}
+        kwargs = {f: getattr(self, f) for f in fields}
+        if "solver" in kwargs:
+            kwargs["solver"] = self.solver.spec()
+        return build_integrator(self.name, lr=self.lr, adaptive=self.adaptive, **kwargs)
 
 
 class ProbeConfig(_Section):
-    """Telemetry schedule and settings (``METHODS.md`` §3).
+    """Telemetry schedule and settings (``docs/methods.md`` §3).
 
     ``every``: probe every this many steps; None means round(1/lr) (the paper's default, at
     least 1). ``dense_every``/``dense_until``: additionally every ``dense_every`` steps while
     step < ``dense_until``. ``k``: eigenpairs per probe; ``n_top``: size of the top subspace
-    (None → n_classes − 1). ``enabled: false`` records only the per-step metrics.
-    ``gauss_newton: true`` adds λ_1 of G and H − G, per-layer sharpness and ζ
-    (``METHODS.md`` §4) to every probe, ``layerwise: true`` the layerwise decomposition of
+    (None → n_classes − 1). ``solver``: the probe's eigensolve. ``enabled: false`` records
+    only the per-step metrics. ``gauss_newton: true`` adds λ_1 of G and H − G, per-layer
+    sharpness and ζ (``docs/methods.md`` §4) to every probe, with ``gauss_newton_solver``
+    (also what ``eoslab analyze`` uses), ``layerwise: true`` the layerwise decomposition of
     an MLP (§5); both can instead run afterwards on snapshots with ``eoslab analyze``.
     """
 
@@ -172,14 +276,19 @@ class ProbeConfig(_Section):
     dense_until: Int = Field(0, ge=0)
     k: Int = Field(20, ge=1)
     n_top: Int | None = Field(None, ge=1)
-    tol: float = Field(1e-4, gt=0.0)
-    method: Literal["lanczos", "lobpcg", "block_power", "arpack"] = "lanczos"
-    max_iter: Int | None = Field(None, ge=1)
+    solver: SolverConfig = _solver_field(DEFAULT_SOLVER)
     projections: bool = True
     loss_changes: bool = True
     gauss_newton: bool = False
-    gn_tol: float = Field(1e-6, gt=0.0)
+    gauss_newton_solver: SolverConfig = _solver_field(DEFAULT_GN_SOLVER)
     layerwise: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill(cls, data: Any) -> Any:
+        return _solvers_filled(
+            data, {"solver": DEFAULT_SOLVER, "gauss_newton_solver": DEFAULT_GN_SOLVER}
+        )
 
 
 class StopConfig(_Section):
@@ -321,6 +430,36 @@ def _data_keywords(cfg: DataConfig) -> None:
     _check_types(DATASETS[cfg.name], cfg.options, "data.options")
 
 
+#: Keys of configs written before the eigensolver settings became one ``solver`` section
+#: (eoslab 0.1 run directories), and where they live now; read, never written.
+LEGACY_KEYS = {
+    ("probe", "tol"): ("probe", "solver", "tol"),
+    ("probe", "method"): ("probe", "solver", "method"),
+    ("probe", "max_iter"): ("probe", "solver", "max_iter"),
+    ("probe", "gn_tol"): ("probe", "gauss_newton_solver", "tol"),
+    ("optimizer", "eig_tol"): ("optimizer", "solver", "tol"),
+    ("optimizer", "eig_method"): ("optimizer", "solver", "method"),
+    ("optimizer", "eig_criterion"): ("optimizer", "solver", "criterion"),
+    ("optimizer", "k"): ("optimizer", "n_exact"),
+}
+
+
+def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with the :data:`LEGACY_KEYS` moved to their current place (a copy if any)."""
+    if not any(isinstance(raw.get(old[0]), dict) and old[1] in raw[old[0]] for old in LEGACY_KEYS):
+        return raw
+    out = copy.deepcopy(raw)
+    for (section, key), new in LEGACY_KEYS.items():
+        node = out.get(section)
+        if not isinstance(node, dict) or key not in node:
+            continue
+        value = node.pop(key)
+        for part in new[1:-1]:
+            node = node.setdefault(part, {})
+        node.setdefault(new[-1], value)
+    return out
+
+
 def parse_config(raw: dict[str, Any] | None) -> RunConfig:
     """Validate a nested dict into a :class:`RunConfig`.
 
@@ -331,6 +470,7 @@ def parse_config(raw: dict[str, Any] | None) -> RunConfig:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}")
+    raw = _upgrade(raw)
     try:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as err:
@@ -339,7 +479,11 @@ def parse_config(raw: dict[str, Any] | None) -> RunConfig:
             got = e.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{_field_path(e['loc'])}: {msg}{shown}")
+            path = _field_path(e["loc"])
+            head, sep, rest = msg.partition(": ")
+            if sep and head.isidentifier():  # "field: reason" from a section's own check
+                path, msg = f"{path}.{head}" if e["loc"] else head, rest
+            lines.append(f"{path}: {msg}{shown}")
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
     _model_keywords(cfg.model)
     _data_keywords(cfg.data)

@@ -34,7 +34,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from eoslab.run.config import ConfigError, Int, apply_overrides, parse_config, read_yaml
+from eoslab.run.config import (
+    LEGACY_KEYS,
+    ConfigError,
+    Int,
+    apply_overrides,
+    parse_config,
+    read_yaml,
+)
 from eoslab.run.live import VIEW_FIELDS
 from eoslab.store import RunStore, StoreError, atomic_write_bytes
 
@@ -129,30 +136,61 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
-#: Config fields added after run ids were first issued, with their defaults. While a field
-#: holds its default it is left out of the hash, so existing sweep directories keep their run
-#: ids (and are resumed, not rerun) when eoslab gains a field; a non-default value counts.
+#: Config fields added after run ids were first issued, with their defaults, as paths in the
+#: form the ids are hashed in (:func:`_id_form`). While a field holds its default it is left
+#: out of the hash, so existing sweep directories keep their run ids (and are resumed, not
+#: rerun) when eoslab gains a field; a non-default value counts.
 ADDED_FIELDS = {
     ("optimizer", "eig_method"): "lanczos",
     ("optimizer", "eig_criterion"): "residual",
+    ("optimizer", "solver", "max_iter"): None,
+    ("optimizer", "solver", "seed"): 0,
+    ("optimizer", "solver", "verify_steps"): 8,
+    ("probe", "solver", "seed"): 0,
+    ("probe", "solver", "criterion"): "residual",
+    ("probe", "solver", "verify_steps"): 8,
+    ("probe", "gauss_newton_solver", "method"): "lanczos",
+    ("probe", "gauss_newton_solver", "max_iter"): None,
+    ("probe", "gauss_newton_solver", "seed"): 0,
+    ("probe", "gauss_newton_solver", "criterion"): "residual",
+    ("probe", "gauss_newton_solver", "verify_steps"): 8,
 }
 
 
-def run_id(resolved: dict) -> str:
-    """12 hex digits of SHA-256 over the canonical JSON of a resolved config.
+def _id_form(resolved: dict) -> dict:
+    """The resolved config in the form run ids were first issued in.
 
-    Fields of :data:`ADDED_FIELDS` at their default values are left out, and so are the
-    view fields (``tensorboard``, :data:`eoslab.run.live.VIEW_FIELDS`) whatever their value.
+    The eigensolver settings move back to their first, flat keys
+    (:data:`eoslab.run.config.LEGACY_KEYS`), the :data:`ADDED_FIELDS` at their defaults and
+    the view fields (``tensorboard``, :data:`eoslab.run.live.VIEW_FIELDS`) are left out.
     """
-    resolved = {
-        k: dict(v) if isinstance(v, dict) else v
-        for k, v in resolved.items()
-        if k not in VIEW_FIELDS
-    }
-    for (section, field), default in ADDED_FIELDS.items():
-        if isinstance(resolved.get(section), dict) and resolved[section].get(field) == default:
-            del resolved[section][field]
-    text = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
+    out = json.loads(json.dumps({k: v for k, v in resolved.items() if k not in VIEW_FIELDS}))
+    for (section, key), new in LEGACY_KEYS.items():
+        node = out.get(section)
+        for part in new[1:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and new[-1] in node:
+            out[section][key] = node.pop(new[-1])
+    for path, default in ADDED_FIELDS.items():
+        *parents, last = path
+        node = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node and node[last] == default:
+            del node[last]
+    for section, key in (
+        ("optimizer", "solver"),
+        ("probe", "solver"),
+        ("probe", "gauss_newton_solver"),
+    ):
+        if out.get(section, {}).get(key) == {}:
+            del out[section][key]
+    return out
+
+
+def run_id(resolved: dict) -> str:
+    """12 hex digits of SHA-256 over the canonical JSON of a resolved config (:func:`_id_form`)."""
+    text = json.dumps(_id_form(resolved), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
