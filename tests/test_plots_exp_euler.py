@@ -7,6 +7,7 @@ at 2/η or η; the step-0 probe, which records 2/η (no τ taken yet), must not 
 threshold or a ρ.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -62,19 +63,22 @@ def flow_time(r):
     return {s["step"]: times[i] for i, s in enumerate(steps)} | {len(steps): times[-1]}
 
 
-def test_the_rows_record_tau_and_the_step0_probe_records_eta(ee):
+def test_the_rows_record_tau_and_every_probe_records_the_step_taken_from_it(ee):
     steps = sorted(ee.steps, key=lambda s: s["step"])
     t_of = flow_time(ee)
     for s in steps:
         assert s["lr"] == s["tau"] and s["threshold"] == pytest.approx(2 / s["tau"])
         assert s["time"] == pytest.approx(t_of[s["step"]], rel=1e-12, abs=0)
     assert all(s["tau"] != ETA for s in steps)
-    # the step-0 probe: no τ yet, so it records the dimensionless η and 2/η (not thresholds)
-    p0 = next(p for p in ee.probes if p["step"] == 0)
-    assert p0["lr"] == ETA and p0["threshold"] == pytest.approx(2 / ETA)
-    assert ee.is_exp_euler and 0 not in {p["step"] for p in ee.ratio_probes}
-    for p in ee.ratio_probes:  # later probes: 2/τ of the step before
+    # every probe at θ_s records τ_s, the step taken from θ_s, and 2/τ_s (step 0 included)
+    tau = {s["step"]: s["tau"] for s in steps}
+    assert ee.is_exp_euler and ee.ratio_probes == ee.probes
+    for p in ee.probes:
+        if p["step"] in tau:  # the final probe (no step after it) keeps the last τ
+            assert p["lr"] == tau[p["step"]]
         assert p["threshold"] == pytest.approx(2 / p["lr"]) and p["lr"] != ETA
+    old = dict(ee.probes[0], lr=ETA, threshold=2 / ETA)  # as eoslab 0.1 recorded step 0
+    assert dataclasses.replace(ee, probes=[old, *ee.probes[1:]]).ratio_probes == ee.probes[1:]
     t, thr = ee.threshold_series()  # the integrator's own 2/τ per step
     assert np.allclose(thr, [2 / s["tau"] for s in steps], rtol=1e-12)
     assert np.allclose(t, [t_of[s["step"]] for s in steps], rtol=1e-12, atol=0)

@@ -2,23 +2,26 @@
 
 Per iteration at step s (θ_s, flow time t_s = Σ_{r<s} η_r, ``METHODS.md`` §2):
 
-1. probe θ_s if the schedule says so (one eigensolve warm-started from the last probe)
-   and append a ``probes`` row;
-2. save a snapshot of θ_s if due;
-3. stop if s ≥ ``stop.max_steps`` or t_s ≥ ``stop.max_time``;
-4. take one integrator step, which evaluates L(θ_s) and g(θ_s) anyway; append a ``steps``
-   row with them; stop with status ``diverged`` if the loss is not finite or exceeds
+1. save a snapshot of θ_s if due;
+2. stop if s ≥ ``stop.max_steps`` or t_s ≥ ``stop.max_time``;
+3. compute the integrator step from θ_s, which evaluates L(θ_s) and g(θ_s) anyway;
+4. probe θ_s if the schedule says so (one eigensolve warm-started from the last probe) with
+   the step length η_s just chosen — the constant η, the adaptive η_s = min(η_max, c/λ_1)
+   or exponential Euler's τ_s — so that its threshold and ρ_i refer to the step actually
+   taken from θ_s (``docs/methods.md`` §2.1), and append a ``probes`` row;
+5. append the ``steps`` row; stop with status ``diverged`` if the loss is not finite or exceeds
    ``stop.diverge_factor`` × L(θ_0), or ``completed`` if it is below ``stop.loss_below``
    (in both cases θ_s is the final point and the computed update is not applied);
-5. s ← s + 1; every ``checkpoint_every`` steps save a checkpoint of the state at the start
+6. s ← s + 1; every ``checkpoint_every`` steps save a checkpoint of the state at the start
    of step s (θ_s, θ_0, the integrator state, the probes' warm-start block, counters).
 
 A run killed at any moment resumes from its last checkpoint at step c: metric rows with
 step ≥ c are dropped and recomputed. Everything is a deterministic function of the
 checkpoint, so on a given machine, in float64 on CPU, the resumed metrics equal those of an
 uninterrupted run (``tests/test_run.py`` kills a real subprocess with SIGKILL to check).
-When the run ends (completed or diverged), a final probe and snapshot at the final θ are
-recorded if the schedule did not already take them, then a final checkpoint that carries the
+When the run ends (completed or diverged), a final probe (with the last step length) and
+snapshot at the final θ are recorded if the schedule did not already take them, then a final
+checkpoint that carries the
 ending, and last the status; a run killed between the two gets its status from that
 checkpoint on ``--resume``.
 
@@ -184,11 +187,11 @@ def prepare(cfg: RunConfig) -> Prepared:
             f"P = {P} parameters (k ≤ P); lower probe.k"
         )
     if opt.name == "exp_euler":
-        k = opt.k if opt.k is not None else problem.n_outputs
+        k = opt.n_exact if opt.n_exact is not None else problem.n_outputs
         if k > P:
             raise ConfigError(
-                f"optimizer.k: exponential Euler in the top-{k} eigenbasis needs k ≤ P, but the "
-                f"model {cfg.model.name!r} has P = {P} parameters"
+                f"optimizer.n_exact: exponential Euler in the top-{k} eigenbasis needs k ≤ P, "
+                f"but the model {cfg.model.name!r} has P = {P} parameters"
             )
     check_probe(cfg, built)
     if p.layerwise and not is_mlp(problem.model):
@@ -201,17 +204,14 @@ def prepare(cfg: RunConfig) -> Prepared:
             k=p.k,
             n_top=p.n_top,
             n_classes=built.n_classes,
-            tol=p.tol,
-            method=p.method,
-            max_iter=p.max_iter,
-            seed=0,
+            solver=p.solver.spec(),
             projections=p.projections,
             loss_changes=p.loss_changes,
             test_problem=built.test_problem,
         )
     except ValueError as err:
         raise ConfigError(f"probe: {err}") from None
-    gn_probe = GaussNewtonProbe(tol=p.gn_tol, seed=0) if p.gauss_newton else None
+    gn_probe = GaussNewtonProbe(solver=p.gauss_newton_solver.spec()) if p.gauss_newton else None
     return Prepared(cfg, built, integrator, suite, gn_probe)
 
 
@@ -480,9 +480,7 @@ class _Loop:
                     st.save(store)
                     bar.close()
                     return self._interrupted()
-                if _probe_due(cfg, st.step, self.every) and st.last_probe != st.step:
-                    res = self._probe()
-                    bar.update(0, lam1=res.metrics.get("lambda_1", math.nan))
+                due = _probe_due(cfg, st.step, self.every) and st.last_probe != st.step
                 if cfg.snapshot_every and st.step % cfg.snapshot_every == 0:
                     store.save_snapshot(st.step, st.theta, dict(time=st.time, lr=st.lr))
                 if max_steps is not None and st.step >= max_steps:
@@ -492,6 +490,9 @@ class _Loop:
                     reason = f"flow time {st.time:.6g} ≥ max_time={cfg.stop.max_time}"
                     break
                 r = integrator.step(problem, st.theta, st.integrator_state)
+                if due:  # probe θ_s with the step taken from it (τ_s, or η_s when adaptive)
+                    res = self._probe(lr=r.lr)
+                    bar.update(0, lam1=res.metrics.get("lambda_1", math.nan))
                 st.totals["n_grads"] += r.n_grads
                 st.totals["n_matvecs"] += r.n_matvecs
                 if st.step == 0 and not math.isfinite(st.loss0):
@@ -511,6 +512,7 @@ class _Loop:
                 bar.update(1, loss=r.loss, thr=integrator.threshold(r.lr))
                 if st.step % cfg.checkpoint_every == 0:
                     st.save(store)
+                    store.set_status("running", step=st.step)  # readers see the progress
             # the final point: probe and snapshot it unless the schedule already did
             if cfg.probe.enabled and st.last_probe != st.step and status != "diverged":
                 self._probe()
@@ -569,13 +571,15 @@ class _Loop:
         )
         return self.store.status()
 
-    def _probe(self):
+    def _probe(self, lr: float | None = None):
+        """Probe θ_s; ``lr`` is the step taken from θ_s (default: the last one, at the end)."""
         st, p = self.st, self.p
-        thr = self.integrator.threshold(st.lr)
+        lr = st.lr if lr is None else lr
+        thr = self.integrator.threshold(lr)
         res = p.suite(
             self.problem,
             st.theta,
-            lr=st.lr,
+            lr=lr,
             threshold=thr,
             theta0=st.theta0,
             v0=st.warm.get("probe"),
@@ -584,7 +588,7 @@ class _Loop:
             st.warm["probe"] = res.eig.warm_start
         st.totals["n_matvecs"] += res.n_matvecs
         st.totals["n_grads"] += res.n_grads
-        row = dict(step=st.step, time=st.time, lr=st.lr, **res.metrics)
+        row = dict(step=st.step, time=st.time, lr=lr, **res.metrics)
         row.update(probe_matvecs=res.n_matvecs, probe_grads=res.n_grads)
         if p.gn_probe is not None or self.cfg.probe.layerwise:
             row.update(

@@ -135,7 +135,7 @@ def _draw_rho(sel: list[tuple[RunData, int]], *, colour_key, colour_label, title
     paper="Lowell 2022, Figure 1",
     caption="Edge of stability: ρ_{n_c−1} (solid) and ρ_{n_c} (dotted) against t = nη; colour "
     "per learning rate, one subplot per architecture and activation. Exponential Euler: "
-    "ρ = τλ/2, t = Σ τ, without the step-0 probe (its 2/η is no threshold).",
+    "ρ = τλ/2 with the step τ taken from the probed θ, t = Σ τ.",
     needs=NEEDS_RHO,
 )
 def l22_fig1(sel: list[tuple[RunData, int]]):

@@ -245,13 +245,14 @@ class RunData:
     def ratio_probes(self) -> list[dict[str, Any]]:
         """Probe rows whose ``threshold`` (and ρ_i = λ_i/threshold) is the integrator's own.
 
-        Every probe row, except the step-0 probe of an exponential-Euler run: no step τ has
-        been taken there, so it records ``lr`` = the dimensionless η and ``threshold`` = 2/η,
-        which is no stability threshold of the run.
+        The run loop probes θ_s with the step taken from θ_s (τ_s for exponential Euler), so
+        every probe row qualifies — except the step-0 probe of an exponential-Euler run
+        recorded by eoslab 0.1, which probed before the first step and recorded ``lr`` = the
+        dimensionless η and ``threshold`` = 2/η, no stability threshold of the run.
         """
         if not self.is_exp_euler:
             return self.probes
-        return [r for r in self.probes if step_of(r) > 0]
+        return [r for r in self.probes if step_of(r) > 0 or num(r.get("lr")) != self.lr]
 
     def threshold_series(self) -> tuple[np.ndarray, np.ndarray]:
         """(t, the run's stability threshold) over the rows that record one.
