@@ -367,3 +367,27 @@ def test_lanczos_on_a_low_rank_operator_stops_once_converged(v0):
     res = lanczos(op, 3, v0=start, max_iter=20)
     assert res.all_converged and res.n_matvecs <= 20
     torch.testing.assert_close(res.eigenvalues, lam[:3], rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("method", sorted(SOLVERS))
+@pytest.mark.parametrize("criterion, N", [("cross_entropy", 30), ("mse", 30)])
+def test_residual_operator_zero_up_to_round_off_converges_at_once(method, criterion, N):
+    """With N = 30 or cross-entropy, H − G of a linear model is round-off (~1e-16 ‖H‖), not 0.
+
+    Its products carry the round-off of H v and G v, so the residual floor is set by the terms
+    (``LinearCombination.rounding_scale``): every solver accepts the round-off pairs after a
+    block or two instead of spending its whole budget (2,349 Lanczos / 1,505 LOBPCG products
+    before, then reported unconverged)."""
+    problem, theta = linear_model(d=5, N=N, criterion=criterion)
+    H = HessianOperator(problem, theta)
+    R = residual_operator(H, GaussNewtonOperator(problem, theta))
+    V = torch.randn(R.size, 4, dtype=F64, generator=torch.Generator().manual_seed(0))
+    RV = R.matmat(V)
+    assert not torch.equal(RV, torch.zeros_like(RV))  # the premise: not exactly zero
+    scale = float(torch.linalg.matrix_norm(H.matmat(V), ord=2) / torch.linalg.matrix_norm(V, 2))
+    assert float(RV.abs().max()) < 1e-14 * scale
+    R.reset_count()
+    which = "LM" if method == "block_power" else "LA"
+    res = eigen.eigsh(R, 3, method=method, which=which)
+    assert res.all_converged and res.n_matvecs <= 40, res.n_matvecs
+    assert float(res.eigenvalues.abs().max()) < 1e-13 * scale

@@ -306,7 +306,11 @@ def wanted_key(theta: torch.Tensor, which: str) -> torch.Tensor:
 
 
 def threshold(
-    theta: torch.Tensor, scale: torch.Tensor | float, tol: float, dtype: torch.dtype
+    theta: torch.Tensor,
+    scale: torch.Tensor | float,
+    tol: float,
+    dtype: torch.dtype,
+    op: Operator | None = None,
 ) -> torch.Tensor:
     """Residual bound per pair: tol · max(|θ_i|, ε_floor) with ε_floor = 128 ε_mach max|θ| / tol.
 
@@ -317,9 +321,18 @@ def threshold(
     |θ_i| < 0.15 ‖A‖). Measured: LOBPCG in float32 on exact operators stalls at residuals of
     30–100 ε_mach ‖A‖, so a smaller floor would turn attainable answers into failures.
     ``METHODS.md`` §6; see :class:`~eoslab.eigen.result.EigResult`.
+
+    With ``op`` whose :meth:`~eoslab.linalg.base.Operator.rounding_scale` is known (a
+    difference of larger operators, such as H − G), ``scale`` is at least that: its products
+    carry the round-off of the terms, so a pair of an operator that is zero up to round-off
+    (H − G of a linear model) passes with residuals at that floor instead of never.
     """
     floor = FLOOR_ULPS * torch.finfo(dtype).eps
-    floor = floor * torch.as_tensor(scale, dtype=theta.dtype, device=theta.device)
+    scale = torch.as_tensor(scale, dtype=theta.dtype, device=theta.device)
+    terms = op.rounding_scale() if op is not None else None
+    if terms is not None:
+        scale = torch.maximum(scale, terms.to(dtype=theta.dtype, device=theta.device))
+    floor = floor * scale
     return torch.maximum(tol * theta.abs(), floor)
 
 

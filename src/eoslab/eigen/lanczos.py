@@ -332,7 +332,7 @@ def _lanczos_solve(
         idx = order(theta, which)
         theta, Y = theta[idx], Y[:, idx]
         scale = torch.maximum(scale, theta.abs().max())
-        thr = threshold(theta[:k], scale, tol, dtype)
+        thr = threshold(theta[:k], scale, tol, dtype, op)
         est = (beta * Y[j - 1, :k]).abs()
         full = j == ncv
         out_of_budget = full and n_cycles >= max_iter
@@ -574,7 +574,7 @@ def arpack(
     idx = order(theta, which)
     theta, Xt, AXt = theta[idx], Xt[idx], AXt[idx]
     rnorm = torch.linalg.vector_norm(residual_rows(AXt, Xt, theta), dim=1)
-    thr = threshold(theta, theta.abs().max(), tol, dtype)
+    thr = threshold(theta, theta.abs().max(), tol, dtype, op)
     conv = rnorm <= thr
     note = None
     if verify_steps and bool(conv.all()):

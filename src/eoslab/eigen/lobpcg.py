@@ -241,7 +241,7 @@ def _lobpcg_solve(
         nq = m + n_p
         torch.addcmul(AS[:m], S[:m], theta[:, None], value=-1, out=R)  # R = AX − X diag(θ)
         rnorm = torch.linalg.vector_norm(R, dim=1)  # [m]
-        thr = threshold(theta, scale, tol, dtype)
+        thr = threshold(theta, scale, tol, dtype, op)
         conv = rnorm <= thr
         conv_host = conv.cpu()  # the host sync of the iteration
         if bool(conv_host[:k].all()):

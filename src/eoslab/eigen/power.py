@@ -185,7 +185,7 @@ def block_power(
         rnorm = torch.linalg.vector_norm(residual_rows(AXt, Xt, theta), dim=1)
         scale = torch.maximum(scale, theta.abs().max())
         if criterion == "residual":
-            thr = threshold(theta, scale, tol, dtype)
+            thr = threshold(theta, scale, tol, dtype, op)
             conv = rnorm <= thr
         elif theta_prev is None:
             conv = torch.zeros(b, dtype=torch.bool, device=op.device)

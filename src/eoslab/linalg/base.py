@@ -39,6 +39,16 @@ class Operator(ABC):
         self.symmetric = symmetric
         self.n_applied = 0
 
+    def rounding_scale(self) -> torch.Tensor | None:
+        """A magnitude whose round-off every product of this operator may carry, or None.
+
+        For an operator computed as a difference of larger terms (H − G) the products can be
+        pure round-off of those terms even where A itself is (near) zero; the eigensolvers'
+        residual floor (``docs/methods.md`` §6.2) then has to be set by the terms, not by the
+        Ritz values. None (the default) means the products' own size is that scale.
+        """
+        return None
+
     @property
     def shape(self) -> tuple[int, int]:
         """(P, P)."""

@@ -244,13 +244,27 @@ class LinearCombination(Operator):
             symmetric=all(op.symmetric for _, op in terms),
         )
         self.terms = terms
+        self._term_scale: torch.Tensor | None = None
 
     def _matmat(self, V):
         out = None
+        col = torch.linalg.vector_norm(V, dim=0).clamp_min(torch.finfo(V.dtype).tiny)
+        big = torch.zeros((), dtype=V.dtype, device=V.device)
         for c, op in self.terms:
             term = op.matmat(V) * c
+            # the largest term per unit vector: products of Σ c_i A_i carry its round-off
+            big = torch.maximum(big, (torch.linalg.vector_norm(term, dim=0) / col).max())
             out = term if out is None else out + term
+        self._term_scale = big if self._term_scale is None else torch.maximum(self._term_scale, big)
         return out
+
+    def rounding_scale(self) -> torch.Tensor | None:
+        """max of |c_i| ‖A_i v‖ / ‖v‖ over terms and products so far (≤ max_i ‖c_i A_i‖).
+
+        R = H − G of a linear model is zero, but its products are the round-off of H v − G v:
+        without this scale no residual test could accept them (``docs/methods.md`` §6.2).
+        """
+        return self._term_scale
 
 
 def residual_operator(H: Operator, G: Operator) -> LinearCombination:
