@@ -129,3 +129,149 @@ def test_convolutional_runs_get_the_gauss_newton_part(tmp_path):
     assert [r["step"] for r in rows] == [0, 5]
     assert all(0 < r["zeta"] <= 1 + 1e-12 for r in rows)
     assert "C_1" not in rows[0] and "alignment" not in summary  # no layerwise part for CNNs
+
+
+# ---------------------------------------------------------------- snapshots that fail
+
+
+def _overwrite(store, step, theta, meta=None):
+    """Replace the snapshot at ``step`` with ``theta`` (as the store writes it: safetensors)."""
+    if meta is None:
+        meta = store.load_snapshot(step)[1]
+    store.save_snapshot(step, theta, meta)
+
+
+def test_cli_analyze_records_bad_snapshots_goes_on_and_retries_them(tmp_path, capsys):
+    from eoslab.cli import main
+
+    path = make_run(tmp_path)
+    store = RunStore.open(path)
+    assert store.snapshot_steps() == [0, 10, 20, 30, 40]
+    # own copies: the loaded tensors may map the files overwritten below
+    good = {s: (lambda t, m: (t.clone(), m))(*store.load_snapshot(s)) for s in (10, 30, 40)}
+    nan = good[30][0].clone()
+    nan[7] = float("nan")
+    _overwrite(store, 30, nan)  # NaN θ
+    _overwrite(store, 40, good[40][0][:-5])  # θ of the wrong size
+    store.snapshot_path(10).write_bytes(b"not a safetensors file")  # unreadable
+    bad = {s: str(store.snapshot_path(s)) for s in (10, 30, 40)}
+
+    assert main(["analyze", str(path), "--no-progress"]) == 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    for s, file in bad.items():  # one line per bad snapshot, naming its file and the reason
+        (line,) = [ln for ln in lines if file in ln]
+        assert {10: "unreadable", 30: "not finite", 40: "793 parameters"}[s] in line
+    assert "3 failed" in out and "analysed 2 snapshots" in out
+    # the good snapshots are analysed; the bad ones have no analysis row
+    rows = store.rows("analysis")
+    assert [r["step"] for r in rows] == [0, 20]
+    assert all(0 < r["zeta"] <= 1 + 1e-12 for r in rows)
+    # ... and are recorded in the run's results
+    summary = store.read_result("analysis_summary")
+    assert summary["n_failed"] == 3
+    assert [(f["step"], f["file"], f["what"]) for f in summary["failures"]] == [
+        (s, bad[s], "snapshot") for s in (10, 30, 40)
+    ]
+    assert "NaN" in summary["failures"][1]["error"]
+    # the cusp scan passes over the failed snapshots closest to the peak (35: 30 and 40)
+    cusp = store.read_result("cusp")
+    assert cusp["peak_probe_step"] == 35 and cusp["step"] == 20
+    assert cusp["skipped"] == [10, 30, 40] and math.isfinite(cusp["lambda_1"])
+    # readers of the analysis stream still work
+    _, df = load_run(path)
+    assert df.loc[df["step"] == 20, "lambda_G"].notna().all()
+    assert df.loc[df["step"] == 30, "lambda_G"].isna().all()
+
+    # a second call retries the failed snapshots only: mend one, the others still fail
+    _overwrite(store, 30, *good[30])
+    assert main(["analyze", str(path), "--no-progress"]) == 1
+    out, err = capsys.readouterr()
+    assert bad[30] not in err and bad[10] in err and bad[40] in err
+    again = store.rows("analysis")
+    assert [r["step"] for r in again] == [0, 20, 30] and again[:2] == rows
+    summary = store.read_result("analysis_summary")
+    assert summary["n_failed"] == 2 and [f["step"] for f in summary["failures"]] == [10, 40]
+    assert store.read_result("cusp")["step"] == 30
+
+    # all mended: exit 0, every snapshot analysed once, no failures left
+    _overwrite(store, 40, *good[40])
+    _overwrite(store, 10, *good[10])
+    assert main(["analyze", str(path), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "failed" not in out and "eoslab analyze" not in err
+    assert sorted(r["step"] for r in store.rows("analysis")) == [0, 10, 20, 30, 40]
+    summary = store.read_result("analysis_summary")
+    assert summary["n_failed"] == 0 and summary["failures"] == []
+    assert "skipped" not in store.read_result("cusp")
+
+
+def test_a_solver_error_is_recorded_for_its_snapshot(tmp_path, monkeypatch):
+    import torch
+
+    import eoslab.run.analyze as an
+
+    path = make_run(tmp_path)
+    store = RunStore.open(path)
+    theta20 = store.load_snapshot(20)[0].to(torch.float64)
+    real = an.layerwise_stats
+
+    def failing_at_20(problem, theta, **kw):
+        if torch.equal(theta, theta20.to(theta)):
+            raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge\nmore")
+        return real(problem, theta, **kw)
+
+    monkeypatch.setattr(an, "layerwise_stats", failing_at_20)
+    summary = analyze(path, every=20, what=("layerwise",), progress=False)
+    assert [r["step"] for r in store.rows("analysis")] == [0, 40]
+    (failure,) = summary["failures"]
+    assert failure == dict(
+        step=20,
+        file=str(store.snapshot_path(20)),
+        error="LinAlgError: linalg.eigh: The algorithm failed to converge",
+        what="snapshot",
+    )
+    assert summary["n_failed"] == 1
+    assert store.read_result("analysis_summary")["failures"] == [failure]
+    monkeypatch.setattr(an, "layerwise_stats", real)
+    summary = analyze(path, every=20, what=("layerwise",), progress=False)
+    assert summary["n_failed"] == 0 and summary["failures"] == []
+    assert [r["step"] for r in store.rows("analysis")] == [0, 40, 20]
+
+
+def test_diverged_run_with_default_what_analyses_the_finite_snapshots(tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    raw = json.loads(json.dumps(BASE))
+    raw.update(snapshot_every=3)
+    raw["optimizer"]["lr"] = 2.0
+    raw["probe"]["every"] = 1000
+    status = run(parse_config(raw), tmp_path / "div", progress=False)
+    assert status["status"] == "diverged"
+    store = RunStore.open(tmp_path / "div")
+    steps = store.snapshot_steps()
+    assert len(steps) >= 4
+    # a diverged run's last snapshots: huge θ (the loss overflows), then NaN θ
+    theta = store.load_snapshot(steps[-2])[0]
+    _overwrite(store, steps[-2], theta * 1e300)
+    _overwrite(store, steps[-1], torch.full_like(theta, float("nan")))
+    proc = subprocess.run(
+        [sys.executable, "-m", "eoslab", "analyze", str(tmp_path / "div"), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for s, reason in ((steps[-2], "the loss at θ is inf"), (steps[-1], "θ is not finite")):
+        (line,) = [ln for ln in proc.stderr.splitlines() if str(store.snapshot_path(s)) in ln]
+        assert reason in line
+    assert [r["step"] for r in store.rows("analysis")] == steps[:-2]
+    summary = store.read_result("analysis_summary")
+    assert summary["n_failed"] == 2
+    assert [f["step"] for f in summary["failures"]] == steps[-2:]
+    assert store.read_result("cusp")["step"] in steps[:-2]

@@ -155,7 +155,13 @@ def _summary(path: Path) -> str:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    """``eoslab analyze RUN``: Gauss–Newton / layerwise analysis of the stored snapshots."""
+    """``eoslab analyze RUN``: Gauss–Newton / layerwise analysis of the stored snapshots.
+
+    A snapshot that cannot be analysed (unreadable, wrong size, non-finite θ, a solver error)
+    is one line on stderr naming its file; the others are analysed, the failures recorded in
+    ``results/analysis_summary.json`` (retried by the next call), and the exit status is
+    ``EXIT_FAILED`` (1) if any failed.
+    """
     from eoslab.plots import plot_alignment
     from eoslab.run import ConfigError
     from eoslab.run.analyze import analyze
@@ -173,17 +179,29 @@ def _analyze(args: argparse.Namespace) -> int:
         )
     except (ConfigError, StoreError, ValueError) as err:
         raise CLIError(f"eoslab analyze: {err}") from None
-    store = RunStore.open(args.run)
-    files = plot_alignment(store.rows("analysis"), Path(args.run) / "alignment", summary=summary)
-    print(f"analysed {summary['n_analysed']} snapshots of {args.run}")
+    rows = RunStore.open(args.run).rows("analysis")
+    files = plot_alignment(rows, Path(args.run) / "alignment", summary=summary) if rows else []
+    failures = summary.get("failures", [])
+    failed = f"; {len(failures)} failed (listed below)" if failures else ""
+    print(f"analysed {summary['n_analysed']} snapshots of {args.run}{failed}")
     for key in ("peak_lambda_1", "peak_lambda_G", "peak_zeta", "peak_alignment"):
         if key in summary:
             print(f"  {key:<16} {summary[key]:.6g} at step {summary[key + '_step']}")
-    if "cusp" in summary:
+    if "cusp" in summary and not summary["cusp"].get("failed"):
         c = summary["cusp"]
         print(f"  cusp scan at step {c['step']} (λ_1 = {c['lambda_1']:.6g}): results/cusp.json")
-    print(f"figure: {', '.join(str(f) for f in files)}")
-    return 0
+    if files:
+        print(f"figure: {', '.join(str(f) for f in files)}")
+    for f in failures:
+        what = "cusp scan failed" if f.get("what") == "cusp" else "snapshot not analysed"
+        print(f"eoslab analyze: {f['file'] or args.run}: {what}: {f['error']}", file=sys.stderr)
+    if failures:
+        print(
+            f"eoslab analyze: {len(failures)} failed; `eoslab analyze {args.run}` retries them",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _fit(args: argparse.Namespace) -> int:

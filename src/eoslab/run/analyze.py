@@ -9,7 +9,15 @@
   five components (I)–(V) of every layer;
 
 and appends one row per snapshot to the run's ``analysis`` stream. It is resumable: snapshots
-already analysed are skipped. The summary (``results/analysis_summary.json``) ignores the
+already analysed are skipped.
+
+A snapshot that cannot be analysed — an unreadable file, a θ of the wrong size, a non-finite θ
+(checked before any eigensolve, as is the loss at θ), or an error of a solver — does not stop
+the others: it gets no ``analysis`` row (so the readers of that stream see only analysed
+snapshots, and the next ``analyze`` retries it) and is recorded in the summary's ``failures``
+list as ``{"step", "file", "error", "what": "snapshot"}``, with ``n_failed`` their number. The
+cusp scan skips such snapshots; when it fails itself, it adds an entry with ``"what": "cusp"``.
+The summary (``results/analysis_summary.json``) ignores the
 first ``transient`` steps (10, METHODS §5 choice) and adds the counterfactual sharpness with
 the alignment factor frozen at its first post-transient value, λ̃_1(G) = ζ Σ_ℓ C_ℓ V_ℓ(t_0)/V_ℓ(t),
 and its stable step 2/λ̃_1. The cusp scan (``METHODS.md`` §3) at the snapshot of peak λ_1 goes
@@ -25,21 +33,34 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from eoslab.eigen import eigsh
+import torch
+
 from eoslab.fits import linear_fit, power_law_fit
 from eoslab.linalg import HessianOperator
-from eoslab.probes import cusp_scan
+from eoslab.probes import CUSP_SOLVER, cusp_scan
 from eoslab.probes.gauss_newton import GaussNewtonProbe
 from eoslab.probes.layerwise import layerwise_stats, per_sample_m_norm_sq
 from eoslab.run.build import build
 from eoslab.run.config import parse_config
 from eoslab.store import RunStore, StoreError
 
-__all__ = ["ANALYSES", "analyze", "fit_runs", "summarize"]
+__all__ = ["ANALYSES", "SnapshotError", "analyze", "fit_runs", "summarize"]
 
 #: What ``--what`` may name.
 ANALYSES = ("gauss_newton", "layerwise", "cusp")
 TRANSIENT = 10
+
+
+class SnapshotError(ValueError):
+    """A snapshot's θ that cannot be analysed (wrong size, not finite, non-finite loss)."""
+
+
+#: Errors recorded as one snapshot's failure while the others go on: an unreadable file
+#: (:class:`~eoslab.store.StoreError`, a RuntimeError), :class:`SnapshotError`, and solver
+#: errors (torch's LinAlgError is a RuntimeError, numpy's a ValueError, ARPACK's a
+#: RuntimeError; overflow an ArithmeticError). Programming errors (TypeError, KeyError …)
+#: still propagate.
+_SNAPSHOT_ERRORS = (ValueError, RuntimeError, ArithmeticError)
 
 
 def _is_mlp(model) -> bool:
@@ -71,8 +92,17 @@ def analyze(
         transient: steps ignored by the summary (10 in Lowell 2024).
         progress: show a progress bar.
 
+    Returns:
+        The summary (also written to ``results/analysis_summary.json``), see :func:`summarize`;
+        besides, ``n_failed`` and ``failures``: one ``{"step", "file", "error", "what"}`` per
+        snapshot of this call that could not be analysed (``"what": "snapshot"``; it has no
+        analysis row and is retried by the next call) and for a failed cusp scan
+        (``"what": "cusp"``), and ``cusp`` when asked for (``{"failed": True, "error"}`` if
+        it failed).
+
     Raises:
-        StoreError: if the run has no snapshots to analyse.
+        StoreError: if the run has no snapshots to analyse, or the run directory cannot be
+            read or written (not for one unusable snapshot: that is recorded as a failure).
         ValueError: for an unknown analysis name or an ``every`` that is not a positive integer.
     """
     bad = [w for w in what if w not in ANALYSES]
@@ -95,32 +125,40 @@ def analyze(
     done = {int(r["step"]) for r in store.rows("analysis")}
     todo = [s for s in steps if s not in done]
     mlp = _is_mlp(problem.model)
-    gn = GaussNewtonProbe(seed=0)
+    gn = GaussNewtonProbe(solver=cfg.probe.gauss_newton_solver.spec())
     warm = None
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(steps), initial=len(steps) - len(todo), desc="analyze", unit="snap")
+    failures: list[dict[str, Any]] = []
     try:
         for step in todo:
-            theta, meta = store.load_snapshot(step, device=problem.device)
-            theta = theta.to(problem.dtype)
-            row: dict[str, Any] = dict(step=step, time=meta.get("time", math.nan))
-            em2 = None
-            if "layerwise" in what and mlp:
-                stats = layerwise_stats(problem, theta, chunk_size=chunk_size)
-                row.update(stats.metrics())
-                em2 = float(stats.metrics()["EM2"])
-            if "gauss_newton" in what:
-                if em2 is None:
-                    em2 = float(per_sample_m_norm_sq(problem, theta, chunk_size=chunk_size).mean())
-                with warnings.catch_warnings():
-                    warnings.simplefilter("always")
-                    res = gn(problem, theta, warm=warm, m_norm_sq_mean=em2)
-                warm = res.warm
-                row.update(res.metrics)
-            store.append("analysis", row)
+            try:
+                theta, meta = _load_theta(store, step, problem)
+                row: dict[str, Any] = dict(step=step, time=meta.get("time", math.nan))
+                em2 = None
+                if "layerwise" in what and mlp:
+                    stats = layerwise_stats(problem, theta, chunk_size=chunk_size)
+                    row.update(stats.metrics())
+                    em2 = float(stats.metrics()["EM2"])
+                res = None
+                if "gauss_newton" in what:
+                    if em2 is None:
+                        em2 = float(
+                            per_sample_m_norm_sq(problem, theta, chunk_size=chunk_size).mean()
+                        )
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("always")
+                        res = gn(problem, theta, warm=warm, m_norm_sq_mean=em2)
+                    row.update(res.metrics)
+            except _SNAPSHOT_ERRORS as err:
+                failures.append(_failure(store.snapshot_path(step), step, err))
+            else:
+                if res is not None:
+                    warm = res.warm
+                store.append("analysis", row)
             if bar is not None:
                 bar.update(1)
     finally:
@@ -129,9 +167,69 @@ def analyze(
         store.close()
     summary = summarize(store, transient=transient, n_train=problem.N)
     if "cusp" in what:
-        summary["cusp"] = _cusp(store, problem, s_max=s_max, n_grid=n_grid, transient=transient)
+        cusp = _cusp(
+            store,
+            problem,
+            s_max=s_max,
+            n_grid=n_grid,
+            transient=transient,
+            skip={f["step"] for f in failures},
+        )
+        summary["cusp"] = cusp
+        if cusp.get("failed"):
+            failures.append(
+                dict(step=cusp.get("step"), file=cusp.get("file"), error=cusp["error"], what="cusp")
+            )
+    summary["n_failed"] = len(failures)
+    summary["failures"] = failures
     store.write_result("analysis_summary", summary)
     return summary
+
+
+def _load_theta(store: RunStore, step: int, problem) -> tuple[torch.Tensor, dict[str, Any]]:
+    """θ of the snapshot at ``step`` in the problem's dtype, checked before any solver runs.
+
+    Raises:
+        StoreError: if the file is missing or unreadable.
+        SnapshotError: if θ is not a floating-point vector of the model's size, has
+            non-finite entries (before or after the cast to the problem's dtype), or the
+            loss at θ is not finite.
+    """
+    theta, meta = store.load_snapshot(step, device=problem.device)
+    if not theta.is_floating_point():
+        raise SnapshotError(f"θ has dtype {theta.dtype}, not a floating-point dtype")
+    if theta.dim() != 1 or theta.numel() != problem.size:
+        raise SnapshotError(
+            f"θ has shape {list(theta.shape)}, but the run's model has {problem.size} "
+            "parameters (a snapshot of another model?)"
+        )
+    bad = int((~torch.isfinite(theta)).sum())
+    if bad:
+        n_nan = int(torch.isnan(theta).sum())
+        raise SnapshotError(
+            f"θ is not finite: {bad} of {theta.numel()} entries are NaN or ±inf ({n_nan} NaN)"
+        )
+    cast = theta.to(problem.dtype)
+    if not bool(torch.isfinite(cast).all()):
+        raise SnapshotError(
+            f"θ overflows {problem.dtype} (max |θ| = {float(theta.abs().max()):.3g})"
+        )
+    with torch.no_grad():
+        loss = float(problem.loss(cast))
+    if not math.isfinite(loss):
+        raise SnapshotError(f"the loss at θ is {loss} (max |θ| = {float(cast.abs().max()):.3g})")
+    return cast, meta
+
+
+def _failure(file: Path | None, step: int | None, err: BaseException, what: str = "snapshot"):
+    """One ``failures`` entry: step, file, a one-line reason (the file name not repeated)."""
+    lines = str(err).strip().splitlines()
+    msg = lines[0].strip() if lines else ""
+    if file is not None and msg.startswith(str(file)):
+        msg = msg[len(str(file)) :].lstrip(": ") or "unreadable"
+    if not isinstance(err, (SnapshotError, StoreError)):
+        msg = f"{type(err).__name__.lstrip('_')}: {msg}" if msg else type(err).__name__
+    return dict(step=step, file=None if file is None else str(file), error=msg, what=what)
 
 
 def _alignment_columns(row: dict[str, Any]) -> dict[int, str]:
@@ -179,11 +277,13 @@ def summarize(
     cols = _alignment_columns(kept[0])
     if cols:
         first = min(cols)
-        V = [r[cols[first]] for r in kept]
+        V = [r.get(cols[first], math.nan) for r in kept]
         out["alignment_layer"] = first
         out["alignment"] = V
-        out["peak_alignment"] = max(V)
-        out["peak_alignment_step"] = kept[V.index(max(V))]["step"]
+        finite = [(v, r["step"]) for v, r in zip(V, kept) if _finite(v)]
+        if finite:  # a diverged run's last rows may hold NaN: max() would depend on order
+            peak, at = max(finite, key=lambda p: p[0])
+            out["peak_alignment"], out["peak_alignment_step"] = peak, at
         ref = kept[0]
         lam_cf = []
         for r in kept:
@@ -204,8 +304,20 @@ def _finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def _cusp(store, problem, *, s_max: float, n_grid: int, transient: int) -> dict[str, Any]:
-    """Cusp scan at the snapshot closest to the step of peak λ_1 (``METHODS.md`` §3)."""
+def _cusp(
+    store, problem, *, s_max: float, n_grid: int, transient: int, skip: set[int] = frozenset()
+) -> dict[str, Any]:
+    """Cusp scan at the usable snapshot closest to the step of peak λ_1 (``METHODS.md`` §3).
+
+    Snapshots in ``skip`` (those whose analysis failed) and those that fail the checks of
+    :func:`_load_theta` (unreadable, wrong size, non-finite θ or loss) are passed over for
+    the next closest; they are listed under ``skipped``.
+
+    Returns:
+        The scan's step, the peak's step, λ_1 and its convergence (and ``skipped``); or,
+        when no snapshot is usable or the scan fails, ``{"failed": True, "error", "step",
+        "file", "peak_probe_step"}`` (``results/cusp.json`` is then left as it was).
+    """
     probes = [
         r for r in store.rows("probes") if r["step"] >= transient and _finite(r.get("lambda_1"))
     ]
@@ -218,12 +330,36 @@ def _cusp(store, problem, *, s_max: float, n_grid: int, transient: int) -> dict[
     else:
         rows = [r for r in store.rows("analysis") if _finite(r.get("lambda_H"))]
         target = max(rows, key=lambda r: r["lambda_H"])["step"] if rows else snaps[-1]
-    step = min(snaps, key=lambda s: (abs(s - target), s))
-    theta, _ = store.load_snapshot(step, device=problem.device)
-    theta = theta.to(problem.dtype)
-    res = eigsh(HessianOperator(problem, theta), 1, which="LA", tol=1e-8, seed=0)
-    h1 = res.eigenvectors[:, 0]
-    scan = cusp_scan(problem, theta, h1, s_max, n=n_grid)
+    skipped = [s for s in snaps if s in skip]
+    theta = step = None
+    for candidate in sorted(
+        (s for s in snaps if s not in skip), key=lambda s: (abs(s - target), s)
+    ):
+        try:
+            theta, _ = _load_theta(store, candidate, problem)
+        except _SNAPSHOT_ERRORS:
+            skipped.append(candidate)
+            continue
+        step = candidate
+        break
+    if step is None:
+        return dict(
+            failed=True,
+            step=None,
+            file=None,
+            peak_probe_step=target,
+            error=f"no usable snapshot for the cusp scan: all {len(snaps)} failed or are not "
+            "finite",
+            skipped=sorted(skipped),
+        )
+    try:
+        res = CUSP_SOLVER.solve(HessianOperator(problem, theta), 1)
+        h1 = res.eigenvectors[:, 0]
+        scan = cusp_scan(problem, theta, h1, s_max, n=n_grid)
+    except _SNAPSHOT_ERRORS as err:
+        out = _failure(store.snapshot_path(step), step, err, what="cusp")
+        del out["what"]
+        return dict(out, failed=True, peak_probe_step=target, skipped=sorted(skipped))
     result = dict(
         step=step,
         peak_probe_step=target,
@@ -232,6 +368,8 @@ def _cusp(store, problem, *, s_max: float, n_grid: int, transient: int) -> dict[
         s=scan["s"],
         dL=scan["dL"],
     )
+    if skipped:
+        result["skipped"] = sorted(skipped)
     store.write_result("cusp", result)
     return {k: v for k, v in result.items() if k not in ("s", "dL")}
 
