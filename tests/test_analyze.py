@@ -275,3 +275,20 @@ def test_diverged_run_with_default_what_analyses_the_finite_snapshots(tmp_path):
     assert summary["n_failed"] == 2
     assert [f["step"] for f in summary["failures"]] == steps[-2:]
     assert store.read_result("cusp")["step"] in steps[:-2]
+
+
+def test_summary_survives_nan_and_zero_alignment_rows(tmp_path):
+    # a diverged run's last analysed rows: alignment NaN, or exactly 0 (a dead layer)
+    from eoslab.run.analyze import summarize
+
+    path = make_run(tmp_path)
+    store = RunStore.open(path)
+    row = dict(zeta=0.5, C_1=1.0, C_2=2.0, comp1_V=0.25, comp2_V=0.5)
+    for step, v1 in ((10, 0.25), (20, 0.5), (30, math.nan), (40, 0.0)):
+        store.append("analysis", dict(row, step=step, time=float(step), comp1_V=v1))
+    store.close()
+    out = summarize(store)
+    assert out["peak_alignment"] == 0.5 and out["peak_alignment_step"] == 20
+    cf = out["counterfactual_lambda_G"]
+    assert cf[:2] == [0.5 * (1.0 + 2.0), 0.5 * (1.0 * 0.5 + 2.0)]
+    assert math.isnan(cf[2]) and math.isnan(cf[3])

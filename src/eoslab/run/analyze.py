@@ -290,7 +290,7 @@ def summarize(
             total = 0.0
             ell = 1
             while f"C_{ell}" in r:
-                ratio = ref[cols[ell]] / r[cols[ell]] if ell in cols else 1.0
+                ratio = _ratio(ref.get(cols[ell]), r.get(cols[ell])) if ell in cols else 1.0
                 total += r[f"C_{ell}"] * ratio
                 ell += 1
             lam_cf.append(r.get("zeta", math.nan) * total)
@@ -298,6 +298,14 @@ def summarize(
         out["counterfactual_stable_lr"] = [2.0 / v if v > 0 else math.nan for v in lam_cf]
         out["lr"] = cfg.get("optimizer", {}).get("lr")
     return out
+
+
+def _ratio(a, b) -> float:
+    """a / b, NaN where either is missing or b is 0 (a dead layer's alignment in a diverged run)."""
+    try:
+        return float(a) / float(b)
+    except (TypeError, ZeroDivisionError):
+        return math.nan
 
 
 def _finite(x) -> bool:
