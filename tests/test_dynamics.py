@@ -28,8 +28,7 @@ from eoslab.dynamics import (
     rk4,
     stability_polynomial,
 )
-from eoslab.eigen import NonConvergenceWarning
-from eoslab.eigen import EigSpec
+from eoslab.eigen import EigSpec, NonConvergenceWarning
 from eoslab.problem import Problem
 
 F64 = torch.float64

@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 import torch
-
 from cases import make_problem
+
 from eoslab.eigen import SOLVERS, EigSpec, eigsh
 from eoslab.linalg import HessianOperator
 
@@ -41,9 +41,9 @@ def test_spec_is_frozen_and_replace_validates_again():
     with pytest.raises(ValueError, match="tol"):
         spec.replace(tol=-1.0)
     assert EigSpec(**spec.to_dict()) == spec
-    assert spec.verified and not EigSpec(
-        method="block_power", criterion="eigenvalue_change"
-    ).verified
+    assert (
+        spec.verified and not EigSpec(method="block_power", criterion="eigenvalue_change").verified
+    )
 
 
 @pytest.mark.parametrize("method", sorted(SOLVERS))

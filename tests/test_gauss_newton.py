@@ -6,8 +6,7 @@ import pytest
 import torch
 from cases import dense_ggn, dense_hessian, make_problem
 
-from eoslab.eigen import NonConvergenceWarning
-from eoslab.eigen import EigSpec
+from eoslab.eigen import EigSpec, NonConvergenceWarning
 from eoslab.probes.gauss_newton import GaussNewtonProbe, GaussNewtonResult
 
 F64 = torch.float64

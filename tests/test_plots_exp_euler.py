@@ -137,11 +137,11 @@ def test_sharpness_threshold_is_two_over_tau_per_step(ee):
     assert "2/τ per step (exponential Euler's threshold)" in legend
 
 
-def test_rho_skips_the_step0_probe_and_reads_tau(ee):
+def test_rho_is_drawn_at_every_probe_and_reads_tau(ee):
     fig = FIGURES["l22_fig1"].draw([ee])
     ax = fig.axes[0]
     t_of = flow_time(ee)
-    later = sorted(p["step"] for p in ee.probes if p["step"] > 0)
+    later = sorted(p["step"] for p in ee.probes)  # step 0 included: it records τ_0
     (rho,) = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
     assert np.allclose(rho.get_xdata(), [t_of[s] for s in later], rtol=1e-12, atol=0)
     assert ax.get_ylabel() == "$\\rho = \\tau\\lambda / 2$"

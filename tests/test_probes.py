@@ -11,8 +11,7 @@ from cases import dense_hessian, make_problem
 from torch import nn
 
 import eoslab.probes.suite as suite_module
-from eoslab.eigen import NonConvergenceWarning
-from eoslab.eigen import EigSpec
+from eoslab.eigen import EigSpec, NonConvergenceWarning
 from eoslab.linalg import HessianOperator
 from eoslab.probes import (
     ProbeResult,

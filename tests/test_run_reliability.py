@@ -355,3 +355,27 @@ def test_exit_codes_are_documented_and_returned(tmp_path, capsys):
     assert r.returncode == EXIT_USAGE and "optimizer.lr" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run([*CLI, "data"], env=ENV, capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_analyze_takes_the_writer_lock(tmp_path):
+    """A live writer (here a lock held by another open lock file) keeps analyze out too."""
+    from eoslab.run.analyze import analyze
+
+    out = tmp_path / "r"
+    run(cfg_of(stop__max_steps=20), out, progress=False)
+    held = RunLock(out, "run")
+    try:
+        with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
+            analyze(out, what=("gauss_newton",), progress=False)
+        assert not (out / "analysis.jsonl").exists()
+    finally:
+        held.release()
+    summary = analyze(out, what=("gauss_newton",), progress=False)
+    assert summary["n_analysed"] >= 1 and not (out / ".lock").read_text()
+    r = subprocess.run(
+        [*CLI, "analyze", str(out), "--what", "gauss_newton", "--no-progress"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr

@@ -65,6 +65,11 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume continues a run and --overwrite replaces it: give one")
         if cfg is None and args.out is None:
             raise ConfigError("--resume without a CONFIG needs --out RUN")
+        if cfg is None and args.set:
+            raise ConfigError(
+                "--set changes a config, and --resume without a CONFIG continues the saved one "
+                "unchanged: give the CONFIG too (it must then equal the saved one)"
+            )
         out = Path(args.out or f"runs/{cfg.name}")
         status = run(
             cfg,

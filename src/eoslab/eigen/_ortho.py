@@ -357,3 +357,23 @@ class Run:
     n_matvecs: int
     n_iter: int
     note: str | None = None
+
+    def result(self, k: int, *, method: str, which: str, tol: float, requested_tol: float):
+        """The :class:`~eoslab.eigen.EigResult` of this run (all rows kept for warm starts)."""
+        from eoslab.eigen.result import make_result
+
+        return make_result(
+            eigenvalues=self.theta,
+            eigenvectors=self.Xt[:k].T,
+            residuals=self.rnorm,
+            converged=self.conv,
+            n_matvecs=self.n_matvecs,
+            n_iter=self.n_iter,
+            method=method,
+            which=which,
+            tol=tol,
+            requested_tol=requested_tol,
+            block=self.Xt.T,
+            note=self.note,
+            stacklevel=4,
+        )

@@ -207,20 +207,7 @@ def lanczos(
         verify_steps=verify_steps,
         method=method,
     )
-    return make_result(
-        eigenvalues=run.theta,
-        eigenvectors=run.Xt[:k].T,
-        residuals=run.rnorm,
-        converged=run.conv,
-        n_matvecs=run.n_matvecs,
-        n_iter=run.n_iter,
-        method=method,
-        which=which,
-        tol=tol,
-        requested_tol=requested_tol,
-        block=run.Xt.T,
-        note=run.note,
-    )
+    return run.result(k, method=method, which=which, tol=tol, requested_tol=requested_tol)
 
 
 def _lanczos_solve(

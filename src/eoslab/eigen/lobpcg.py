@@ -26,7 +26,7 @@ from eoslab.eigen._ortho import (
     threshold,
 )
 from eoslab.eigen._verify import find_missed
-from eoslab.eigen.result import EigResult, make_result
+from eoslab.eigen.result import EigResult
 from eoslab.linalg.base import Operator
 
 __all__ = ["lobpcg"]
@@ -171,20 +171,7 @@ def lobpcg(
         verify_steps=verify_steps,
         method=method,
     )
-    return make_result(
-        eigenvalues=run.theta,
-        eigenvectors=run.Xt[:k].T,
-        residuals=run.rnorm,
-        converged=run.conv,
-        n_matvecs=run.n_matvecs,
-        n_iter=run.n_iter,
-        method=method,
-        which=which,
-        tol=tol,
-        requested_tol=requested_tol,
-        block=run.Xt.T,
-        note=run.note,
-    )
+    return run.result(k, method=method, which=which, tol=tol, requested_tol=requested_tol)
 
 
 def _lobpcg_solve(

@@ -110,10 +110,19 @@ def analyze(
         raise ValueError(f"unknown analysis {bad}; choose from {list(ANALYSES)}")
     if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
         raise ValueError(f"analyze: every must be a positive integer, got {every!r}")
-    store = RunStore.open(path)
-    cfg = parse_config(store.read_config())
-    built = build(cfg)
-    problem = built.problem
+    cfg = parse_config(RunStore.open(path).read_config())
+    built = build(cfg)  # data and model first: a config error leaves the run untouched
+    store = RunStore.open(path, lock="analyze")  # one writer at a time (store.RunLock)
+    try:
+        return _analyze(
+            store, cfg, built.problem, what, every, s_max, n_grid, chunk_size, transient, progress
+        )
+    finally:
+        store.close()
+
+
+def _analyze(store, cfg, problem, what, every, s_max, n_grid, chunk_size, transient, progress):
+    """The body of :func:`analyze`, with the run directory locked."""
     steps = store.snapshot_steps()
     if every is not None:
         # and always the last snapshot: the run's end state, where (V) tends to peak
@@ -164,7 +173,7 @@ def analyze(
     finally:
         if bar is not None:
             bar.close()
-        store.close()
+        store.close_files()
     summary = summarize(store, transient=transient, n_train=problem.N)
     if "cusp" in what:
         cusp = _cusp(
