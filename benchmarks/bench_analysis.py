@@ -1,13 +1,13 @@
 """Time of one full post-hoc analysis of a snapshot of the Lowell-2024 network, by component.
 
 Network: MLP depth 6, width 512, ELU, Xavier init scaled by the ELU gain, float64
-(``METHODS.md`` §8), on N samples of the Dice data set (32×32 grey images, 6 classes,
-generated offline, ``METHODS.md`` §9), CE loss, after ``--steps`` GD steps at η = 1/λ_1(θ_0)
+(``docs/methods.md`` §8), on N samples of the Dice data set (32×32 grey images, 6 classes,
+generated offline, ``docs/methods.md`` §9), CE loss, after ``--steps`` GD steps at η = 1/λ_1(θ_0)
 so the snapshot is a trained one. Components (each timed separately, same process):
 
-- λ_1(H), λ_1(G), λ_1(H − G): top-1 Lanczos at tol 1e-6 (cold), ``METHODS.md`` §4;
+- λ_1(H), λ_1(G), λ_1(H − G): top-1 Lanczos at tol 1e-6 (cold), ``docs/methods.md`` §4;
 - per-layer sharpness: λ_1 of each layer's Hessian block;
-- the layerwise decomposition (``METHODS.md`` §5): per-sample s_ℓ, A_ℓ, ‖A_ℓ‖², ‖K_ℓ‖²,
+- the layerwise decomposition (``docs/methods.md`` §5): per-sample s_ℓ, A_ℓ, ‖A_ℓ‖², ‖K_ℓ‖²,
   E‖M‖², C_ℓ, α, γ and the five components.
 
 The issue's budget: under 10 minutes on 2 CPU cores for N = 1000. Results go to

@@ -1,4 +1,4 @@
-"""Dice generation benchmark: all 6 × 20,000 images of ``METHODS.md`` §9 at 32 × 32.
+"""Dice generation benchmark: all 6 × 20,000 images of ``docs/methods.md`` §9 at 32 × 32.
 
 Target: under 2 minutes on 2 CPU cores. Run with
 ``python benchmarks/bench_dice.py`` (``--help`` for options). It times, once each:

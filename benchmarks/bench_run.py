@@ -4,12 +4,12 @@ Two figures, each measured side by side with the gradient of the same problem in
 
 1. A full Lowell-2022 probe, cold and warm: top-k Hessian eigenpairs (k = 20), warm-started
    from the previous probe, the top/bulk gradient projections and the three real loss changes ΔL_top,
-   ΔL_bulk, ΔL_full (``METHODS.md`` §3). The trajectory is GD at η = 1.9/λ_1(θ_0) on
+   ΔL_bulk, ΔL_full (``docs/methods.md`` §3). The trajectory is GD at η = 1.9/λ_1(θ_0) on
    digits-mlp (so it sharpens to the edge of stability; 1/λ_1 on mlp-eos, where 1.9/λ_1
    diverges); probes are 1/η steps apart, as in the paper. Each eigensolver of
    ``--probe-methods`` (default Lanczos and LOBPCG) probes the same θ, each warm-started from
    its own previous probe.
-2. An exponential-Euler step (k = 10, ``METHODS.md`` §7) averaged over a run of steps,
+2. An exponential-Euler step (k = 10, ``docs/methods.md`` §7) averaged over a run of steps,
    each warm-started from the previous step's eigenvectors, with these eigensolves: the
    default (Lanczos, every pair verified to a relative residual of 1e-6), LOBPCG at the same
    residual, and Lowell 2024
@@ -26,7 +26,7 @@ Two more measurements bound what any probe or step can cost, for the issue's tar
    eigenvalue error against the verified probe at the same θ (a best case: a run of such
    probes would start from its own unverified blocks).
 4. The cost of one Hessian-vector product per vector, in blocks of 1, 10 and 20, by the
-   library's algorithm (one backward pass over the cached graph of g per vector, ``METHODS.md``
+   library's algorithm (one backward pass over the cached graph of g per vector, ``docs/methods.md``
    §1) and by forward-over-reverse differentiation vectorised over the block
    (``torch.func.vmap`` of ``jvp(grad)``, which shares the primal passes across the block).
 

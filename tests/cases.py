@@ -1,4 +1,4 @@
-"""Tiny float64 problems shared by the operator and solver tests (DESIGN.md: case dicts)."""
+"""Tiny float64 problems shared by the operator and solver tests (docs/architecture.md, Tests)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ def test_analyze_writes_rows_summary_and_cusp(tmp_path):
     rows = store.rows("analysis")
     assert [r["step"] for r in rows] == [0, 10, 20, 30, 40]
     for r in rows:
-        assert 0 < r["zeta"] <= 1 + 1e-12  # METHODS §4
+        assert 0 < r["zeta"] <= 1 + 1e-12  # docs/methods.md §4
         assert r["EM2"] <= r["sum_C"] * (1 + 1e-12)  # Eq. 8
         assert r["lambda_G"] == pytest.approx(r["zeta"] * r["EM2"], rel=1e-12)
     # the summary skips the transient (first 10 steps)

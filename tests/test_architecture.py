@@ -1,4 +1,4 @@
-"""Dependencies point one way (DESIGN.md): a backward edge or a cycle fails this test."""
+"""Dependencies point one way (docs/architecture.md): a backward edge or a cycle fails this test."""
 
 import ast
 from pathlib import Path

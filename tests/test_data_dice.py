@@ -1,4 +1,4 @@
-"""The Dice data set (METHODS.md §9): classes drawn as specified, splits, determinism, cache."""
+"""The Dice data set (docs/methods.md §9): classes as specified, splits, determinism, cache."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_shapes_range_classes_balance(small):
     assert bool((small.X.flatten(1).amax(1) > 0).all())  # no blank image
     prov = small.provenance
     assert prov.licence == "generated" and prov.checksum.startswith("sha256:")
-    assert "METHODS.md §9" in prov.notes and "seed=0" in prov.notes
+    assert "docs/methods.md §9" in prov.notes and "seed=0" in prov.notes
     assert generate_dice(4, size=8, dtype=torch.float64).X.dtype == torch.float64
 
 

@@ -1,4 +1,4 @@
-"""Integrators of the gradient flow (METHODS.md §2, §3, §7): orders, identities, thresholds."""
+"""Integrators of the gradient flow (docs/methods.md §2, §3, §7): orders, identities, thresholds."""
 
 import math
 

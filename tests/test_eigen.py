@@ -1,4 +1,4 @@
-"""Eigensolvers against dense truths (torch.linalg.eigh) on constructed spectra (METHODS.md §6)."""
+"""Eigensolvers against dense truths (torch.linalg.eigh) on built spectra (docs/methods.md §6)."""
 
 import dataclasses
 import warnings

@@ -1,4 +1,4 @@
-"""Fits and peaks (METHODS.md §3 linear fit of peak λ_1 against N; §5 power law, Eq. 9)."""
+"""Fits and peaks (docs/methods.md §3 linear fit of peak λ_1 against N; §5 power law, Eq. 9)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Gauss–Newton probe against dense truths (METHODS.md §4–5): λ of H, G, H − G, layers, ζ."""
+"""Gauss–Newton probe against dense truths (docs/methods.md §4–5): λ of H, G, H − G, layers, ζ."""
 
 import warnings
 
@@ -102,7 +102,7 @@ def test_zeta_is_overlap_ratio(case):
     assert m["EM2"] == em2
     assert m["zeta"] == pytest.approx(top(G) / em2, rel=REL)
     assert 0 < m["zeta"] <= 1
-    # λ_1(G) = ζ · E‖M‖² exactly (METHODS.md §4)
+    # λ_1(G) = ζ · E‖M‖² exactly (docs/methods.md §4)
     assert m["zeta"] * m["EM2"] == pytest.approx(m["lambda_G"], rel=1e-14)
 
 

@@ -1,4 +1,4 @@
-"""Layerwise decomposition (METHODS.md §4–5, Lowell 2024 Eq. 3–8) against dense truths.
+"""Layerwise decomposition (docs/methods.md §4–5, Lowell 2024 Eq. 3–8) against dense truths.
 
 Every per-sample quantity of ``layerwise_stats`` is checked in float64 against explicit
 per-sample Jacobians (torch.func.jacrev of f with respect to θ and to z_ℓ); the five-factor
@@ -140,7 +140,7 @@ def _check_against_brute(problem, theta, st: LayerwiseStats):
     _close(st.c, bf["c"])  # c_ℓ = s_ℓ‖A_ℓ‖² against λ_1(M_ℓ M_ℓᵀ) from ∂f/∂θ_ℓ
     _close(st.A_norm_sq, bf["A_sq"])
     _close(st.K_norm_sq, bf["K_sq"])
-    # Layer ℓ's block of M_x M_xᵀ is s_ℓ A_ℓ A_ℓᵀ as a matrix (METHODS §5; NTK: ω_ℓ² in s_ℓ).
+    # Layer ℓ's block of M_x M_xᵀ is s_ℓ A_ℓ A_ℓᵀ (docs/methods.md §5; NTK: ω_ℓ² in s_ℓ).
     for n in range(problem.N):
         for i in range(L):
             A = bf["A"][n][i]

@@ -1,4 +1,4 @@
-"""Probes against dense truths (METHODS.md §2–3): spectrum, ρ, projections, real ΔL, cusp scan."""
+"""Probes against dense truths (docs/methods.md §2–3): spectrum, ρ, projections, ΔL, cusp scan."""
 
 import functools
 import math
@@ -113,7 +113,7 @@ def test_complete_basis_projections_sum_to_gradient_norm():
 
 def test_quadratic_loss_changes_are_exact():
     """On a quadratic, L(θ − η p) − L(θ) = −η g·p + ½ η² pᵀHp exactly; with p = g it is
-    η Σ_i d_i² (½ η λ_i − 1) (METHODS.md §2), and it equals direct evaluation of L."""
+    η Σ_i d_i² (½ η λ_i − 1) (docs/methods.md §2), and it equals direct evaluation of L."""
     problem, theta, H = quadratic()
     P = problem.size
     res = probe(problem, theta, ProbeSuite(k=P, n_top=2, solver=EigSpec(tol=1e-10)))

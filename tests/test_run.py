@@ -165,7 +165,7 @@ def test_run_records_steps_probes_snapshots_and_loads(tmp_path):
     assert probed == [0, 10, 20, 30, 40]
     for col in ["rho_1", "proj_top", "proj_bulk", "dL_top", "dL_bulk", "dL_full", "accuracy"]:
         assert col in df.columns
-    # ρ_1 = η λ_1 / 2 for GD (METHODS §2)
+    # ρ_1 = η λ_1 / 2 for GD (docs/methods.md §2)
     row = df[df["step"] == 20].iloc[0]
     assert row["rho_1"] == pytest.approx(0.2 * row["lambda_1"] / 2, rel=1e-12)
     assert len(steps) == 40

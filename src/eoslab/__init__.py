@@ -1,7 +1,7 @@
 """eoslab: curvature dynamics of neural-network training (the edge of stability).
 
-The mathematics follows ``METHODS.md`` (shipped with the project documentation); every
-public function cites the section it implements.
+The mathematics follows the project's ``docs/methods.md``; every public function cites the
+section it implements, and ``docs/architecture.md`` describes the layers.
 """
 
 from eoslab._version import __version__

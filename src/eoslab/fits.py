@@ -1,14 +1,14 @@
-"""Least-squares fits and peaks of telemetry across runs (``METHODS.md`` §3 and §5).
+"""Least-squares fits and peaks of telemetry across runs (``docs/methods.md`` §3 and §5).
 
 - :func:`linear_fit`: y ≈ slope · x + intercept with its R² (Lowell 2022: peak λ_1 against the
-  dataset size N, ``METHODS.md`` §3, cusp-scan bullet).
+  dataset size N, ``docs/methods.md`` §3, cusp-scan bullet).
 - :func:`power_law_fit`: P(N) = a · N^b fitted in log–log space with the R² of that fit
-  (Lowell 2024 Eq. 9 and Table 2: peak alignment against N, ``METHODS.md`` §5).
+  (Lowell 2024 Eq. 9 and Table 2: peak alignment against N, ``docs/methods.md`` §5).
 - :func:`peak`: the largest value of a trajectory and its step, after the transient
-  (``METHODS.md`` §8: the first 10 steps are ignored).
+  (``docs/methods.md`` §8: the first 10 steps are ignored).
 
 Pure numpy on host arrays: this module imports nothing from eoslab and no torch, so the
-analysis of stored results can use it without model code (``DESIGN.md``: ``plots`` and
+analysis of stored results can use it without model code (``docs/architecture.md``: ``plots`` and
 reports read the store only).
 """
 
@@ -69,7 +69,7 @@ class PowerLawFit:
 
 
 def linear_fit(x, y) -> LinearFit:
-    """Ordinary least squares y ≈ slope · x + intercept, with R² (``METHODS.md`` §3).
+    """Ordinary least squares y ≈ slope · x + intercept, with R² (``docs/methods.md`` §3).
 
     Used for peak λ_1 against the dataset size N (Lowell 2022). Computed from centred data,
     which keeps the normal equations well conditioned when x is large (N ~ 10⁴).
@@ -108,7 +108,7 @@ def linear_fit(x, y) -> LinearFit:
 
 
 def power_law_fit(N, P) -> PowerLawFit:
-    """P(N) = a · N^b by least squares in log–log space (Lowell 2024 Eq. 9, ``METHODS.md`` §5).
+    """P(N) = a · N^b by least squares in log–log space (Lowell 2024 Eq. 9, ``docs/methods.md`` §5).
 
     Fits log P = log a + b log N with :func:`linear_fit`; a = exp(intercept), b = slope,
     and R² is that of the log–log fit (Table 2). Noise-free data P = a N^b are recovered to
@@ -149,8 +149,8 @@ def power_law_fit(N, P) -> PowerLawFit:
 def peak(values, steps, skip_transient: int = 10) -> tuple[float, int | float]:
     """The largest value of a trajectory and the step where it occurs, after the transient.
 
-    Peak λ_1 (Lowell 2022, ``METHODS.md`` §3) and peak alignment (Lowell 2024, §5) are read
-    this way; steps < ``skip_transient`` are ignored (``METHODS.md`` §8: the first 10 steps).
+    Peak λ_1 (Lowell 2022, ``docs/methods.md`` §3) and peak alignment (Lowell 2024, §5) are read
+    this way; steps < ``skip_transient`` are ignored (``docs/methods.md`` §8: the first 10 steps).
     Ties go to the earliest step in the given order.
 
     Args:

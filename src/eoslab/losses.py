@@ -1,7 +1,7 @@
-"""Criteria ℓ(f, y) and their output Hessians H_ℓ = ∂²ℓ/∂f² (``METHODS.md`` §1, §4).
+"""Criteria ℓ(f, y) and their output Hessians H_ℓ = ∂²ℓ/∂f² (``docs/methods.md`` §1, §4).
 
 - Cross-entropy: ℓ = logsumexp(f) − f_y; H_ℓ = diag(p) − p pᵀ with p = softmax(f).
-- MSE on one-hot **(choice, METHODS.md §1)**: ℓ = ½‖f − onehot(y)‖², summed over outputs,
+- MSE on one-hot **(choice, docs/methods.md §1)**: ℓ = ½‖f − onehot(y)‖², summed over outputs,
   so H_ℓ = I.
 
 Every criterion returns *per-sample* values; the mean over the data set is taken by
@@ -29,7 +29,7 @@ class Criterion(ABC):
         """H_ℓ(f_n) [N, n_out, n_out]."""
 
     def output_hessian_sqrt(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The PSD square root H_ℓ^{1/2} [N, n_out, n_out] (``METHODS.md`` §4).
+        """The PSD square root H_ℓ^{1/2} [N, n_out, n_out] (``docs/methods.md`` §4).
 
         Computed from the eigendecomposition of H_ℓ, with eigenvalues clamped at 0 so that
         round-off never produces a NaN.
@@ -74,7 +74,7 @@ class CrossEntropy(Criterion):
 
 
 class MSE(Criterion):
-    """Squared error on one-hot targets ℓ = ½‖f − onehot(y)‖² (METHODS.md §1 choice); H_ℓ = I."""
+    """Squared error on one-hot targets ℓ = ½‖f − onehot(y)‖² (docs/methods.md §1.2); H_ℓ = I."""
 
     name = "mse"
 

@@ -1,9 +1,9 @@
 """Flat parameter vectors θ ⇄ named parameter dicts.
 
-Rule 1 of the design: θ is one flat tensor at every boundary. This module is the one place
+``docs/architecture.md`` rule 1: θ is one flat tensor at every boundary. This module is the one place
 where a flat θ [P] is turned into the ``{name: tensor}`` dict that
 ``torch.func.functional_call`` needs, and back. Order is ``named_parameters()`` order
-(``METHODS.md`` §1).
+(``docs/methods.md`` §1).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class ParamLayout:
         """Contiguous slices of θ per module (``'0.weight'`` and ``'0.bias'`` → ``'0'``).
 
         The parameters of one module are contiguous in ``named_parameters()`` order, so each
-        group is one slice: the layer blocks used for per-layer sharpness (``METHODS.md`` §5).
+        group is one slice: the layer blocks used for per-layer sharpness (``docs/methods.md`` §5).
         """
         groups: dict[str, slice] = {}
         for n, o, k in zip(self.names, self.offsets, self.numels):

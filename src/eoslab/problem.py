@@ -1,6 +1,6 @@
 """The training problem as pure functions of a flat θ: loss, gradient and outputs.
 
-``METHODS.md`` §1: L(θ) = (1/N) Σ_n ℓ(f(x_n; θ), y_n) over the full training set. The data
+``docs/methods.md`` §1: L(θ) = (1/N) Σ_n ℓ(f(x_n; θ), y_n) over the full training set. The data
 are processed in fixed chunks; each chunk contributes the *sum* of its per-sample losses and
 the total is divided by N once, so a ragged last chunk is weighted exactly and results do
 not depend on the chunk size beyond round-off.
@@ -105,7 +105,7 @@ class Problem:
         return self.criterion.per_sample(self.forward(theta, X), y).sum()
 
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
-        """L(θ) = (1/N) Σ_n ℓ_n (METHODS.md §1), a 0-dim tensor (no host sync)."""
+        """L(θ) = (1/N) Σ_n ℓ_n (docs/methods.md §1), a 0-dim tensor (no host sync)."""
         with torch.no_grad():
             total = sum(self.chunk_loss_sum(theta, Xc, yc) for Xc, yc in self.chunks())
         return total / self.N

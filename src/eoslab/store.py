@@ -1,4 +1,4 @@
-"""The run store: the only file I/O of runs (``DESIGN.md``).
+"""The run store: the only file I/O of runs (``docs/architecture.md``).
 
 One directory per run::
 

@@ -1,4 +1,4 @@
-"""Data sets as tensors with provenance, and seeded ways to subset them (``DESIGN.md``: data/).
+"""Data sets as tensors with provenance, and seeded ways to subset them (``docs/architecture.md``).
 
 Every loader returns a :class:`Dataset` (X [N, ...], int64 labels y [N], class names and a
 :class:`Provenance`). Loaders are registered by name in the plain dict :data:`DATASETS`;

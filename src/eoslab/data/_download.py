@@ -1,6 +1,6 @@
 """Download a file with an atomic write and checksum verification (shared by the loaders).
 
-Loaders of public data sets (CIFAR-10, ``METHODS.md`` §8) fetch an archive once and then
+Loaders of public data sets (CIFAR-10, ``docs/methods.md`` §8) fetch an archive once and then
 read it locally. Two rules keep a half-written or substituted file from ever being used:
 
 - the bytes go to a temporary file in the destination's folder and are renamed onto the

@@ -1,12 +1,12 @@
 """The in-memory data set every loader returns, and the seeded ways to cut it down.
 
-The toolkit trains full-batch (``METHODS.md`` §1: L(θ) = (1/N) Σ_n ℓ(f(x_n; θ), y_n) over a
+The toolkit trains full-batch (``docs/methods.md`` §1: L(θ) = (1/N) Σ_n ℓ(f(x_n; θ), y_n) over a
 finite training set T), so a data set is simply two tensors, X [N, ...] and integer labels
 y [N], plus the class names and a record of where the data came from. Every operation
 returns a *new* :class:`Dataset` and appends a line to its provenance, so a run can state
 exactly which samples it saw.
 
-The experiments of ``METHODS.md`` §8 need three cuts, all seeded:
+The experiments of ``docs/methods.md`` §8 need three cuts, all seeded:
 
 - :meth:`Dataset.subset` — random subsets of a chosen size N (Lowell 2022's exact-flow runs
   on subsets of varying N; Lowell 2024's "multiple randomly selected subsets of each of the
@@ -16,7 +16,7 @@ The experiments of ``METHODS.md`` §8 need three cuts, all seeded:
 - :func:`train_test_split` — a stratified split, for data sets that ship without one.
 
 Randomness comes only from explicit integer seeds through a CPU ``torch.Generator``
-(``DESIGN.md`` rule 6), so the same seed selects the same samples on every machine and
+(``docs/architecture.md`` rule 6), so the same seed selects the same samples on every machine and
 device.
 """
 
@@ -131,7 +131,7 @@ class Dataset:
         return torch.bincount(self.y, minlength=self.n_classes)
 
     def one_hot(self, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """onehot(y) [N, n_classes], the MSE target of ``METHODS.md`` §1.
+        """onehot(y) [N, n_classes], the MSE target of ``docs/methods.md`` §1.
 
         Args:
             dtype: dtype of the result; by default X's dtype when X is floating point,
@@ -165,7 +165,7 @@ class Dataset:
 
         Subsets drawn with the same seed are nested: ``subset(n1, seed=s)`` ⊆
         ``subset(n2, seed=s)`` whenever n1 ≤ n2, so a sweep over data-set sizes
-        (``METHODS.md`` §3, §8) grows one sample pool rather than drawing unrelated ones.
+        (``docs/methods.md`` §3, §8) grows one sample pool rather than drawing unrelated ones.
 
         Args:
             n: number of samples, 1 ≤ n ≤ N.
@@ -224,7 +224,7 @@ class Dataset:
     def select_classes(self, classes: Sequence[str | int]) -> Dataset:
         """Keep only the given classes and relabel them 0..n_c−1 in the order given.
 
-        As in Lowell 2022's class-count runs (``METHODS.md`` §8): e.g.
+        As in Lowell 2022's class-count runs (``docs/methods.md`` §8): e.g.
         ``select_classes(["cat", "dog"])`` gives a 2-class data set with cat = 0, dog = 1.
 
         Args:

@@ -1,7 +1,7 @@
 """CIFAR-10 (Krizhevsky 2009), read from the official archives or their extracted folders.
 
 Lowell 2022 trains on CIFAR-10 (50,000 training images) and Lowell 2024 on subsets of it
-of 390…6250 images (``METHODS.md`` §8). The data come in two official formats, both read
+of 390…6250 images (``docs/methods.md`` §8). The data come in two official formats, both read
 here, either from the ``.tar.gz`` archive itself (streamed with :mod:`tarfile`, nothing is
 extracted to disk) or from the folder it extracts to:
 
@@ -309,7 +309,7 @@ def load_cifar10(
     published one: a mismatch (e.g. a repacked archive) gives a warning, and the digest
     actually read is recorded in the provenance either way.
 
-    X = pixel / 255 (``METHODS.md`` §8 experiments use these raw [0, 1] pixels;
+    X = pixel / 255 (``docs/methods.md`` §8 experiments use these raw [0, 1] pixels;
     standardise with :meth:`Dataset.standardize` if wanted).
 
     Args:

@@ -1,4 +1,4 @@
-"""The synthetic Dice data set of Lowell et al. 2024 (§7.3), drawn exactly as ``METHODS.md`` §9.
+"""The synthetic Dice data set of Lowell et al. 2024 (§7.3), as ``docs/methods.md`` §9 draws it.
 
 Six classes of abstract symbols inspired by the pips of a die, drawn on a square canvas with
 coordinates [−1, 1]², anti-aliased, grayscale, 32 × 32 by default; 20,000 images per class,
@@ -6,7 +6,7 @@ split 50/50 into train and test with a fixed seed. Every parameter is uniform on
 the line-end style ``lend`` is uniform over R's three codes 0 = round, 1 = butt, 2 = square:
 
 ========  ==================================================================================
-class     drawing (``METHODS.md`` §9)
+class     drawing (``docs/methods.md`` §9)
 ========  ==================================================================================
 one       a pip at (x, y); x, y ∈ [−1, 1], cex ∈ [0.1, 1]
 two       pips at (x, y) and (−x, −y) with one cex; same ranges as "one"
@@ -35,7 +35,7 @@ following are **choices** of this module (the constants below):
   cap of radius half the width.
 - **Boxes** are the closed polyline through the four corners, stroked with that width. R's
   ``polygon`` strokes a closed path, on which ``lend`` has no visible effect and the corners use
-  ``ljoin`` (round by default); because ``METHODS.md`` §9 makes lend a parameter of the box,
+  ``ljoin`` (round by default); because ``docs/methods.md`` §9 makes lend a parameter of the box,
   here the corner *join* follows lend — round → round join, square → mitre join, butt → bevel
   join. For these right-angle corners that is exactly the union of the four sides drawn as
   separate segments with that end cap, except for butt, whose notched outer corner the bevel
@@ -127,7 +127,7 @@ PARAM_RANGES: dict[str, dict[str, tuple[float, float]]] = {
         "lwd": (0.1, 2.5),
     },
 }
-"""The uniform ranges of ``METHODS.md`` §9 per class; classes with lines also draw ``lend``."""
+"""The uniform ranges of ``docs/methods.md`` §9 per class; classes with lines also draw ``lend``."""
 
 _HAS_LEND = ("three", "four", "five", "six")
 _STREAM_PARAMS, _STREAM_SPLIT = 0, 1
@@ -161,7 +161,7 @@ def _generator(seed: int, stream: int, k: int) -> torch.Generator:
 
 
 def sample_dice_params(label: int | str, n: int, *, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Draw the parameters of n images of one class, uniform on the ranges of ``METHODS.md`` §9.
+    """Parameters of n images of one class, uniform on the ranges of ``docs/methods.md`` §9.
 
     Args:
         label: class name (``"one"``…``"six"``) or label 0..5.
@@ -358,7 +358,7 @@ def render_dice(
     supersample: int = SUPERSAMPLE,
     chunk_size: int | None = None,
 ) -> torch.Tensor:
-    """Draw images of one class from their parameters (``METHODS.md`` §9; module docs).
+    """Draw images of one class from their parameters (``docs/methods.md`` §9; module docs).
 
     Args:
         label: class name or label 0..5.
@@ -456,7 +456,8 @@ def _content_digest(X: np.ndarray, y: np.ndarray) -> str:
 
 def _notes(size: int, n_per_class: int, seed: int, dtype: torch.dtype, extra: str) -> str:
     return (
-        f"Dice (Lowell et al. 2024 §7.3; METHODS.md §9), generator version {GENERATOR_VERSION}: "
+        f"Dice (Lowell et al. 2024 §7.3; docs/methods.md §9), generator version "
+        f"{GENERATOR_VERSION}: "
         f"size={size}, n_per_class={n_per_class}, seed={seed}{extra}; canvas [-1, 1]^2 fills "
         "the image, y up (row 0 at the top); pip radius "
         f"{PIP_RADIUS}*cex, line width {LWD_UNIT}*lwd (canvas units); box corners joined by "
@@ -477,7 +478,7 @@ def _to_dataset(
         provenance=Provenance(
             source=(
                 "synthetic Dice images drawn by eoslab.data.dice after Lowell et al. 2024, "
-                "'Layerwise Jacobian alignment', §7.3 (METHODS.md §9)"
+                "'Layerwise Jacobian alignment', §7.3 (docs/methods.md §9)"
             ),
             licence="generated",
             checksum=f"sha256:{_content_digest(X, y)}",
@@ -501,11 +502,11 @@ def generate_dice(
 ) -> Dataset:
     """Generate the whole Dice data set (both splits) without touching any cache.
 
-    Follows ``METHODS.md`` §9 with the rendering choices in the module docs.
+    Follows ``docs/methods.md`` §9 with the rendering choices in the module docs.
 
     Args:
         n_per_class: images per class (the paper: 20,000), ≥ 2.
-        size: image side S in pixels (the default 32 is ``METHODS.md`` §9's choice).
+        size: image side S in pixels (the default 32 is ``docs/methods.md`` §9's choice).
         seed: non-negative seed; the same seed gives identical bytes on CPU.
         dtype: floating dtype of X.
 
@@ -598,7 +599,7 @@ def load_dice(
     dtype: torch.dtype = torch.float32,
     regenerate: bool = False,
 ) -> Dataset:
-    """Load one split of the Dice data set (``METHODS.md`` §9), generating and caching it once.
+    """Load one split of the Dice data set (``docs/methods.md`` §9), generating and caching it once.
 
     The first call for a (size, n_per_class, seed) draws all 6·n_per_class images
     (:func:`generate_dice`) and writes them to :func:`dice_cache_path` with a SHA-256 file

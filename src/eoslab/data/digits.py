@@ -3,7 +3,7 @@
 1,797 images of the digits 0–9 (the test portion of the UCI "Optical Recognition of
 Handwritten Digits" data, E. Alpaydin and C. Kaynak, 1998, CC BY 4.0, taken from
 scikit-learn's copy). Small enough for float64 dense-Hessian tests and CPU-scaled versions
-of the experiments in ``METHODS.md`` §8. See ``_vendor/ATTRIBUTION.md``.
+of the experiments in ``docs/methods.md`` §8. See ``_vendor/ATTRIBUTION.md``.
 """
 
 from __future__ import annotations

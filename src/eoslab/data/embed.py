@@ -2,7 +2,7 @@
 
 Lowell 2024 turns SST phrases into network inputs so: "We zero-padded or cropped all
 phrases in SST to a fixed length of 32 words and generated word embeddings using the
-RoBERTA base encoder [...] we flattened the input data into vectors" (``METHODS.md`` §8:
+RoBERTA base encoder [...] we flattened the input data into vectors" (``docs/methods.md`` §8:
 32 tokens × RoBERTa-base embeddings, flattened). :func:`embed_texts` produces the
 [N, 32, D] tensor; an MLP flattens it to [N, 32·D] (``Dataset.flatten``).
 

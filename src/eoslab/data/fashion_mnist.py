@@ -2,7 +2,7 @@
 
 70,000 grayscale 28 × 28 images of ten kinds of clothing (60,000 train, 10,000 test),
 a drop-in replacement for MNIST; a real image data set for CPU-scaled versions of the
-experiments of ``METHODS.md`` §8 when CIFAR-10 is too large.
+experiments of ``docs/methods.md`` §8 when CIFAR-10 is too large.
 
 The files are in the IDX format of LeCun's MNIST: a big-endian header — two zero bytes,
 a type byte (0x08 = unsigned byte), the number of dimensions, then one uint32 per

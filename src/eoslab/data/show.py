@@ -2,7 +2,7 @@
 
 ``eoslab data show NAME`` calls :func:`show_examples`: one row per class, labelled with the
 class name, ``per_class`` seeded random examples per row. It is how one checks by eye that a
-loader draws what it claims (e.g. the Dice classes of ``METHODS.md`` §9). How an input is drawn
+loader draws what it claims (e.g. the Dice classes of ``docs/methods.md`` §9). How an input is drawn
 depends on its shape:
 
 - [N, 1, H, W]: grayscale image; [N, 3, H, W]: RGB image (CHW → HWC);

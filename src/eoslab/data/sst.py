@@ -3,7 +3,7 @@
 Lowell 2024 trains on the Stanford Sentiment Treebank: "We zero-padded or cropped all
 phrases in SST to a fixed length of 32 words and generated word embeddings using the
 RoBERTA base encoder [...] we flattened the input data into vectors", with training
-subsets of 461, 922, 1844 and 3689 samples and cross-entropy loss (``METHODS.md`` §8).
+subsets of 461, 922, 1844 and 3689 samples and cross-entropy loss (``docs/methods.md`` §8).
 This module reads the text in three formats (each parser returns ``(text, label)`` pairs
 and names ``file:line`` in every error) and :func:`load_sst` turns it into a
 :class:`~eoslab.data.base.Dataset` with X [N, 32, D] via :mod:`eoslab.data.embed`

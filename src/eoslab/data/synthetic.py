@@ -1,10 +1,10 @@
 """Small seeded synthetic data sets for tests and quick experiments.
 
 Both generators draw everything from one CPU ``torch.Generator`` seeded by an explicit integer
-(``DESIGN.md`` rule 6) in float64 and only cast X to the requested dtype at the end, so a seed
-gives the same samples, and the same labels, whatever the dtype. They stand in for the real
-data of ``METHODS.md`` §8 where only the structure matters (full-batch training of an MLP on
-n_c classes, ``METHODS.md`` §1).
+(``docs/architecture.md`` rule 6) in float64 and only cast X to the requested dtype at the end,
+so a seed gives the same samples, and the same labels, whatever the dtype. They stand in for the
+real data of ``docs/methods.md`` §8 where only the structure matters (full-batch training of an
+MLP on n_c classes, ``docs/methods.md`` §1).
 
 - :func:`gaussian_mixture`: n_c isotropic unit-variance Gaussian blobs around class means a
   chosen distance apart.

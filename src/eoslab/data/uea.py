@@ -3,7 +3,7 @@
 Lowell 2024 trains on the UEA AtrialFibrillation data set — 2 ECG channels × 640 samples
 per recording, 3 classes (``n``, ``s``, ``t``), 15 training and 15 test recordings — after
 "split[ting] the time series in AtrialFibrillation into sequences of length 128", then
-flattening each input (``METHODS.md`` §8: AtrialFibrillation, N = 60…960, length-128
+flattening each input (``docs/methods.md`` §8: AtrialFibrillation, N = 60…960, length-128
 windows). This module reads the archive's ``.ts`` format (:func:`read_ts`) and cuts every
 recording into windows along time (:func:`load_uea`), each window inheriting its
 recording's label.
@@ -495,7 +495,7 @@ def load_uea(
     Every recording x [C, T] gives the windows x[:, s : s + window] for
     s = 0, stride, 2·stride, … while s + window ≤ T, i.e. ⌊(T − window)/stride⌋ + 1
     windows (640 → 5 windows of 128; with stride 64 → 9), each labelled with its
-    recording's class (Lowell 2024; ``METHODS.md`` §8). Samples after the last whole
+    recording's class (Lowell 2024; ``docs/methods.md`` §8). Samples after the last whole
     window are cropped; recordings shorter than the window are handled by ``pad``. Values
     are used as stored (no normalisation; see :meth:`Dataset.standardize`).
 
@@ -606,9 +606,9 @@ def load_uea(
     notes = (
         f"{split} split from {path}: {len(ts.series)} recordings x {n_channels} channel(s), "
         f"lengths {min(lengths)}..{max(lengths)} -> {len(windows)} windows of length {window}, "
-        f"stride {stride} (Lowell 2024; METHODS.md §8); {padded} short recording(s) zero-padded "
-        f"at the end, {dropped} dropped; {cropped} sample(s) after the last whole window "
-        f"cropped; missing={missing!r}; recording_index maps windows to recordings; "
+        f"stride {stride} (Lowell 2024; docs/methods.md §8); {padded} short recording(s) "
+        f"zero-padded at the end, {dropped} dropped; {cropped} sample(s) after the last whole "
+        f"window cropped; missing={missing!r}; recording_index maps windows to recordings; "
         f"dtype {dtype}"
     )
     provenance = Provenance(

@@ -1,4 +1,4 @@
-"""Integrators of the gradient flow and step-size controllers (``METHODS.md`` §2, §3, §7).
+"""Integrators of the gradient flow and step-size controllers (``docs/methods.md`` §2, §3, §7).
 
 Every integrator has the protocol of :class:`Integrator`: ``init_state(problem, θ_0)``, then
 ``step(problem, θ_t, state) -> StepResult`` (θ_{t+1}, the new state as a dict of tensors,
@@ -17,7 +17,7 @@ name                      update                                       threshold
 ========================  ===========================================  ====================
 
 Step sizes: :class:`Constant` or :class:`SharpnessAdaptive` (η_t = min(η_max, c/λ_1(θ_t)),
-the "exact flow" of ``METHODS.md`` §3). :func:`build_integrator` builds any of them from
+the "exact flow" of ``docs/methods.md`` §3). :func:`build_integrator` builds any of them from
 plain config values.
 """
 

@@ -1,4 +1,4 @@
-"""The stepper protocol shared by every integrator of the gradient flow (``METHODS.md`` §2, §7).
+"""The stepper protocol of every integrator of the gradient flow (``docs/methods.md`` §2, §7).
 
 An :class:`Integrator` advances θ by one step of an integrator of dθ/dt = −g(θ) (or of a
 momentum method) and returns a :class:`StepResult`. Its state (momentum buffers, warm-start
@@ -33,7 +33,7 @@ class StepResult:
         state: the integrator state after the step; tensors only (0-d for scalars), so it can
             be checkpointed with safetensors and passed back to the next ``step``.
         lr: step length used this step (η_t, or τ for exponential Euler); the flow time
-            t = Σ lr advances by it (``METHODS.md`` §2).
+            t = Σ lr advances by it (``docs/methods.md`` §2).
         loss: L(θ_t) before the step, from the gradient evaluation the step made anyway.
         grad_norm: ‖g(θ_t)‖.
         n_grads: full-batch gradient evaluations spent in this step.
@@ -91,7 +91,7 @@ class Integrator(ABC):
 
     @abstractmethod
     def threshold(self, lr: float) -> float:
-        """The edge-of-stability threshold on λ for the step size ``lr`` (``METHODS.md`` §2).
+        """The edge-of-stability threshold on λ for the step size ``lr`` (``docs/methods.md`` §2).
 
         A quadratic with curvature λ is stable under this integrator with step ``lr`` iff
         λ < threshold(lr).

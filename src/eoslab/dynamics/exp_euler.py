@@ -1,4 +1,4 @@
-"""Exponential Euler in the top-k eigenbasis of the Hessian (``METHODS.md`` §7, Lowell 2024 §7.2).
+"""Exponential Euler in the top-k Hessian eigenbasis (``docs/methods.md`` §7, Lowell 2024 §7.2).
 
 With the top-(k+1) eigenpairs (λ_i, h_i) of H at θ_t, split the gradient as
 g = Σ_{i≤k} c_i h_i + r (c_i = h_i·g). A step of length τ integrates the top-k directions
@@ -34,7 +34,7 @@ def phi(z: torch.Tensor) -> torch.Tensor:
 
     ``expm1`` keeps full relative accuracy for small z (no cancellation in 1 − e^{−z}), and
     φ(0) = 1 is its limit. Non-positive z take φ = 1, a plain Euler step, because φ grows
-    like e^{|z|}/|z| for negative z (``METHODS.md`` §7, choice).
+    like e^{|z|}/|z| for negative z (``docs/methods.md`` §7, choice).
     """
     pos = z > 0
     safe = torch.where(pos, z, torch.ones_like(z))
@@ -42,7 +42,7 @@ def phi(z: torch.Tensor) -> torch.Tensor:
 
 
 class ExponentialEuler(Integrator):
-    """Exponential Euler in the top-k Hessian eigenbasis (``METHODS.md`` §7).
+    """Exponential Euler in the top-k Hessian eigenbasis (``docs/methods.md`` §7).
 
     Update (see the module docstring): θ ← θ − τ Σ_{i≤k} c_i φ(λ_i τ) h_i − τ r with
     τ = min(τ_max, η/λ_{k+1}). Special cases:
@@ -50,7 +50,7 @@ class ExponentialEuler(Integrator):
     - λ_{k+1} ≤ 0: no curvature limit, τ = τ_max (a RuntimeError if τ_max = inf).
     - k = P: no residual direction and no λ_{k+1}; τ = τ_max, which must be finite. On a
       quadratic the step is then the exact flow map.
-    - λ_i ≤ 0 for some i ≤ k: φ = 1 there (plain Euler, ``METHODS.md`` choice).
+    - λ_i ≤ 0 for some i ≤ k: φ = 1 there (plain Euler, ``docs/methods.md`` choice).
 
     Cost per step: one Hessian graph (it yields L(θ_t) and g(θ_t), so ``n_grads = 1``) and the
     eigensolver's products (``n_matvecs``). If the graph does not fit the operator's memory

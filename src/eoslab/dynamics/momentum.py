@@ -1,4 +1,4 @@
-"""Gradient descent and its momentum variants (``METHODS.md`` §2).
+"""Gradient descent and its momentum variants (``docs/methods.md`` §2).
 
 - :class:`GradientDescent`: θ_{t+1} = θ_t − η_t g(θ_t); stable on a quadratic iff λ < 2/η.
 - :class:`HeavyBall`: θ_{t+1} = θ_t − η_t g_t + β(θ_t − θ_{t−1}); stable iff λ < (2 + 2β)/η.
@@ -98,7 +98,7 @@ class _FirstOrder(Integrator):
 
 
 class GradientDescent(_FirstOrder):
-    """Gradient descent θ_{t+1} = θ_t − η_t g(θ_t) (``METHODS.md`` §2).
+    """Gradient descent θ_{t+1} = θ_t − η_t g(θ_t) (``docs/methods.md`` §2).
 
     Bit for bit the same arithmetic as the explicit Euler method of
     :func:`~eoslab.dynamics.runge_kutta.euler` with the same step sizes.
@@ -118,7 +118,7 @@ class GradientDescent(_FirstOrder):
 
 
 class HeavyBall(_FirstOrder):
-    """Polyak's heavy ball θ_{t+1} = θ_t − η_t g_t + β(θ_t − θ_{t−1}) (``METHODS.md`` §2).
+    """Polyak's heavy ball θ_{t+1} = θ_t − η_t g_t + β(θ_t − θ_{t−1}) (``docs/methods.md`` §2).
 
     The state holds the previous displacement d_t = θ_t − θ_{t−1} under ``"velocity"``
     (zeros at the start), and the step is d_{t+1} = β d_t − η_t g_t, θ_{t+1} = θ_t + d_{t+1}.
@@ -149,7 +149,7 @@ class HeavyBall(_FirstOrder):
 
 
 class Nesterov(_FirstOrder):
-    """Nesterov momentum in PyTorch's form (``METHODS.md`` §2).
+    """Nesterov momentum in PyTorch's form (``docs/methods.md`` §2).
 
         b_t = β b_{t−1} + g(θ_t),   θ_{t+1} = θ_t − η_t (g(θ_t) + β b_t),
 

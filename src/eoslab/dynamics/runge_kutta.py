@@ -1,4 +1,4 @@
-"""Explicit Runge–Kutta methods for the gradient flow dθ/dt = −g(θ) (``METHODS.md`` §7).
+"""Explicit Runge–Kutta methods for the gradient flow dθ/dt = −g(θ) (``docs/methods.md`` §7).
 
 A Butcher tableau (A strictly lower triangular, weights b) defines, for a step h,
 
@@ -155,7 +155,7 @@ def weighted_sum(coeffs, ks: list[torch.Tensor]) -> torch.Tensor | None:
 
 
 class RungeKutta(Integrator):
-    """Explicit Runge–Kutta integration of dθ/dt = −g(θ) (``METHODS.md`` §7).
+    """Explicit Runge–Kutta integration of dθ/dt = −g(θ) (``docs/methods.md`` §7).
 
         k_i = g(θ_t − h Σ_{j<i} a_ij k_j),   θ_{t+1} = θ_t − h Σ_i b_i k_i,
 

@@ -1,4 +1,4 @@
-"""Step-size controllers: a constant η, or η_t = min(η_max, c/λ_1(θ_t)) (``METHODS.md`` §3, §7).
+"""Step-size controllers: constant η or η_t = min(η_max, c/λ_1(θ_t)) (``docs/methods.md`` §3, §7).
 
 A controller is asked for the step at θ_t by :meth:`StepSize.choose`, which returns a
 :class:`StepChoice`: the step, scalars to log, the Hessian-vector products it spent, the
@@ -104,7 +104,7 @@ class StepSize(ABC):
 
 
 class Constant(StepSize):
-    """η_t = lr for every step (``METHODS.md`` §2).
+    """η_t = lr for every step (``docs/methods.md`` §2).
 
     Args:
         lr: the step size η > 0.
@@ -122,10 +122,10 @@ class Constant(StepSize):
 
 
 class SharpnessAdaptive(StepSize):
-    """η_t = min(η_max, c / λ_1(θ_t)), with λ_1 recomputed every step (``METHODS.md`` §3, §7).
+    """η_t = min(η_max, c / λ_1(θ_t)), with λ_1 recomputed every step (``docs/methods.md`` §3, §7).
 
     This is the "exact flow" of Lowell 2022 (paper: η_max = 0.001, c = 0.5) and the adaptive
-    Euler step of ``METHODS.md`` §7; RK4 can use it for "a step chosen from λ_1". With
+    Euler step of ``docs/methods.md`` §7; RK4 can use it for "a step chosen from λ_1". With
     c < 2 every direction satisfies η_t λ_i ≤ c < 2, so GD stays below the edge of stability.
 
     λ_1 comes from ``eigsh(HessianOperator(problem, θ), 1, which="LA")``, warm-started from

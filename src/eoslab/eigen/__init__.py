@@ -1,4 +1,4 @@
-"""Eigensolvers for symmetric operators: one signature, one result type (``METHODS.md`` §6).
+"""Eigensolvers for symmetric operators: one signature, one result type (``docs/methods.md`` §6).
 
 Every solver is called as ``solver(op, k, *, which="LA", v0=None, tol=1e-4, max_iter=...,
 seed=0, <its own keyword-only options>)`` on an :class:`~eoslab.linalg.base.Operator` and

@@ -1,4 +1,4 @@
-"""Kernels shared by the eigensolvers (``METHODS.md`` §6).
+"""Kernels shared by the eigensolvers (``docs/methods.md`` §6).
 
 Argument checks, start blocks, orthonormalisation, Rayleigh–Ritz ordering, the
 convergence test and the tolerance actually applied.
@@ -320,7 +320,7 @@ def threshold(
     |θ_i| < 128 ε_mach ‖A‖ / tol (float64, tol = 1e-4: |θ_i| < 2.8e-10 ‖A‖; float32:
     |θ_i| < 0.15 ‖A‖). Measured: LOBPCG in float32 on exact operators stalls at residuals of
     30–100 ε_mach ‖A‖, so a smaller floor would turn attainable answers into failures.
-    ``METHODS.md`` §6; see :class:`~eoslab.eigen.result.EigResult`.
+    ``docs/methods.md`` §6; see :class:`~eoslab.eigen.result.EigResult`.
 
     With ``op`` whose :meth:`~eoslab.linalg.base.Operator.rounding_scale` is known (a
     difference of larger operators, such as H − G), ``scale`` is at least that: its products

@@ -1,4 +1,4 @@
-"""The missed-eigenvalue check shared by the block solvers and ARPACK (``METHODS.md`` §6).
+"""The missed-eigenvalue check shared by the block solvers and ARPACK (``docs/methods.md`` §6).
 
 A solver whose k pairs pass the residual test has found k eigenpairs, but not necessarily
 the k *wanted* ones: a single Krylov space holds one vector per eigenspace (ARPACK on

@@ -1,7 +1,7 @@
 """Lanczos eigensolvers: an own thick-restart Lanczos in torch and ARPACK via SciPy.
 
-``METHODS.md`` §6: "Lanczos (thick-restart or via scipy's ARPACK ``eigsh`` on a
-LinearOperator)". Both take the common signature of :mod:`eoslab.eigen` and return an
+``docs/methods.md`` §6.3 (thick-restart Lanczos) and §6.4 (ARPACK through a SciPy
+LinearOperator). Both take the common signature of :mod:`eoslab.eigen` and return an
 :class:`~eoslab.eigen.result.EigResult` whose residuals are computed from products with A.
 """
 
@@ -118,7 +118,7 @@ def lanczos(
     computed from products, not from the estimate. Convergence is tested after every step
     once the basis has k vectors: pair i has converged when the estimate, and then the
     residual from products, is ≤ tol · max(|θ_i|, ε_floor), ε_floor = 128 ε_mach
-    max_j |θ_j| / tol with the max over all Ritz values seen (``METHODS.md`` §6).
+    max_j |θ_j| / tol with the max over all Ritz values seen (``docs/methods.md`` §6).
 
     Rounding floor: the estimate rests on the Lanczos relation, which holds only to the
     operator's own rounding error (in float32 a Hessian product can carry an error near
@@ -445,7 +445,7 @@ def arpack(
     computes in its own dtype and device), then applies A once more to the k returned
     vectors, as one block, to compute the residuals ‖A x_i − λ_i x_i‖ that the result
     reports and tests: pair i has converged when it is ≤ tol · max(|λ_i|, ε_floor),
-    ε_floor = 128 ε_mach max_j |λ_j| / tol in op's dtype (``METHODS.md`` §6). ARPACK's own
+    ε_floor = 128 ε_mach max_j |λ_j| / tol in op's dtype (``docs/methods.md`` §6). ARPACK's own
     test, ‖r_i‖ ≤ tol·|θ_i| on its Lanczos estimates, is given the same tol.
 
     If ARPACK stops at its restart limit the pairs it did converge are completed to k by a

@@ -1,4 +1,4 @@
-"""Matrix-free LOBPCG, the default eigensolver of eoslab (``METHODS.md`` §6).
+"""Matrix-free LOBPCG, the default eigensolver of eoslab (``docs/methods.md`` §6).
 
 Locally optimal block preconditioned conjugate gradient (Knyazev 2001), without a
 preconditioner, in the orthonormal-basis form of Duersch, Shao, Yang & Gu (2018, "A robust
@@ -65,7 +65,7 @@ def lobpcg(
     U_{:, m+1..n} of the projected matrix, so [X, D] is orthonormal to working precision
     however small the step, without touching a long vector.
 
-    Choices that keep it fast at P in the millions (``DESIGN.md`` rule 10):
+    Choices that keep it fast at P in the millions (``docs/architecture.md`` rule 10):
 
     - **Guard vectors**: the block has m ≥ k columns and only the first k must converge;
       the convergence of pair k is governed by its gap to λ_{m+1} rather than λ_{k+1}.
@@ -88,7 +88,7 @@ def lobpcg(
       themselves carry ~√P ε of round-off), X and A X are re-orthonormalised by the same
       transformation, a Rayleigh–Ritz step on X restores Xᵀ A X = diag(θ), and D is dropped.
 
-    Convergence (``METHODS.md`` §6): pair i has converged when
+    Convergence (``docs/methods.md`` §6): pair i has converged when
     ‖A x_i − θ_i x_i‖ ≤ tol · max(|θ_i|, ε_floor), ε_floor = 128 ε_mach max_j |μ_j| / tol
     (max over all Ritz values seen, a lower bound on ‖A‖); by Bauer–Fike some eigenvalue lies
     within tol·|θ_i| of θ_i. The residual is computed every iteration from the carried

@@ -1,4 +1,4 @@
-"""Block power (subspace) iteration with QR and Rayleigh–Ritz (``METHODS.md`` §6).
+"""Block power (subspace) iteration with QR and Rayleigh–Ritz (``docs/methods.md`` §6).
 
 The method of Lowell (2024, §7.1): V ← orth(A V), eigenvalue estimates from the block,
 stop when they no longer change; warm-started from the previous call's block it needs only
@@ -66,7 +66,7 @@ def block_power(
     Which eigenvalues it finds:
 
     - ``'LM'`` (the method's native target, σ = 0): the k largest |λ|, signs kept. This is
-      Lowell's sharpness estimator; a negative λ_1 is reported as such (``METHODS.md`` §6
+      Lowell's sharpness estimator; a negative λ_1 is reported as such (``docs/methods.md`` §6
       says EoS telemetry turns it into NaN).
     - ``'LA'``: the k largest λ, found as the dominant eigenvalues of A + σI. With
       ``shift=None`` σ is adapted: σ ← max(σ, −min_j θ_j) after every Rayleigh–Ritz step,
@@ -82,7 +82,7 @@ def block_power(
     Stopping rules (``criterion``):
 
     - ``'residual'`` (default): pair i converged when ‖A x_i − θ_i x_i‖ ≤
-      tol · max(|θ_i|, ε_floor), ε_floor = 128 ε_mach max_j |θ_j| / tol (``METHODS.md`` §6;
+      tol · max(|θ_i|, ε_floor), ε_floor = 128 ε_mach max_j |θ_j| / tol (``docs/methods.md`` §6;
       Bauer–Fike bounds the eigenvalue error by tol·|θ_i|).
     - ``'eigenvalue_change'``: the paper's rule, per pair |θ_i(t) − θ_i(t−1)| ≤
       tol · max_{j≤k} |θ_j(t)|; all flags true is exactly the paper's max|ΔΛ| < tol·max|Λ|.

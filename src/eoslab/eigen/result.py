@@ -2,8 +2,8 @@
 
 Every solver in :mod:`eoslab.eigen` returns an :class:`EigResult`: Ritz values and vectors,
 the residual norm of every pair computed from the solver's final products, convergence flags,
-and the number of operator applications used (``METHODS.md`` §6: "Every solver reports the
-number of operator applications it used and a residual ‖Av − λv‖ per pair").
+and the number of operator applications used — the solver contract of ``docs/methods.md``
+§6.1.
 
 A solver that stops before all requested pairs converged returns the flags ``False`` for the
 pairs that failed *and* emits :class:`NonConvergenceWarning`; :meth:`EigResult.require_converged`
@@ -49,11 +49,11 @@ class EigResult:
 
     Order of the pairs: by the ``which`` criterion, most wanted first:
 
-    - ``'LA'``: algebraically descending, λ_1 ≥ λ_2 ≥ … (the ``DESIGN.md`` convention);
+    - ``'LA'``: algebraically descending, λ_1 ≥ λ_2 ≥ … (the ``docs/architecture.md`` convention);
     - ``'SA'``: algebraically ascending, λ_1 ≤ λ_2 ≤ … (the smallest first);
     - ``'LM'``: descending magnitude, |λ_1| ≥ |λ_2| ≥ … (signs kept).
 
-    Convergence of pair i means (``METHODS.md`` §6)
+    Convergence of pair i means (``docs/methods.md`` §6)
 
         ‖A v_i − λ_i v_i‖₂ ≤ tol · max(|λ_i|, ε_floor),
         ε_floor = (128 ε_mach / tol) · max_j |θ_j|,

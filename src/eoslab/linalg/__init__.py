@@ -1,4 +1,4 @@
-"""Matrix-free curvature operators on flat parameter vectors (see ``DESIGN.md``)."""
+"""Matrix-free curvature operators on flat parameter vectors (see ``docs/architecture.md``)."""
 
 from eoslab.linalg.base import DenseOperator, Operator
 from eoslab.linalg.curvature import (

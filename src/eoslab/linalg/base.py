@@ -5,7 +5,7 @@ sums and projections) implements :class:`Operator`. Eigensolvers only ever call
 :meth:`Operator.matmat`, which counts the vectors it has been applied to in
 ``n_applied`` so that solvers can report the number of operator applications.
 
-Source: ``METHODS.md`` §4 (operators) and §6 (solvers act on blocks ``P × m``).
+Source: ``docs/methods.md`` §4 (operators) and §6 (solvers act on blocks ``P × m``).
 """
 
 from __future__ import annotations

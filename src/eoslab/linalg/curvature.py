@@ -1,7 +1,8 @@
 """Curvature operators of a :class:`~eoslab.problem.Problem` at a point θ.
 
-- :class:`HessianOperator`: H = ∇²L (``METHODS.md`` §1).
-- :class:`GaussNewtonOperator`: G = E_x[J_xᵀ H_ℓ(x) J_x] (``METHODS.md`` §4, Lowell 2024 Eq. 2).
+- :class:`HessianOperator`: H = ∇²L (``docs/methods.md`` §1).
+- :class:`GaussNewtonOperator`: G = E_x[J_xᵀ H_ℓ(x) J_x] (``docs/methods.md`` §4; Lowell 2024,
+  Eq. 2).
 - :func:`residual_operator`: R = H − G.
 
 Products reuse the autograd graph of the first-order computation at θ: the graph of
@@ -141,7 +142,7 @@ class _GraphOperator(Operator):
 
 
 class HessianOperator(_GraphOperator):
-    """H = ∇²L(θ) (METHODS.md §1) as a matrix-free operator.
+    """H = ∇²L(θ) (docs/methods.md §1) as a matrix-free operator.
 
     Hv = ∂(gᵀv)/∂θ, computed as one backward pass over the cached graph of
     g = Σ_n ∇ℓ_n (``create_graph=True``), divided by N.
@@ -194,7 +195,7 @@ class HessianOperator(_GraphOperator):
 
 
 class GaussNewtonOperator(_GraphOperator):
-    """G = (1/N) Σ_n J_nᵀ H_ℓ(f_n) J_n (METHODS.md §4; Lowell 2024 Eq. 2).
+    """G = (1/N) Σ_n J_nᵀ H_ℓ(f_n) J_n (docs/methods.md §4; Lowell 2024 Eq. 2).
 
     Gv: J v by the double-VJP trick (J v = ∂/∂u ⟨Jᵀu, v⟩ on the cached graph of f), the
     output-space product H_ℓ (J v) in closed form (:meth:`Criterion.hessian_matmul`), then
@@ -225,7 +226,7 @@ class GaussNewtonOperator(_GraphOperator):
 
 
 class LinearCombination(Operator):
-    """Σ_i c_i A_i for operators of one size (e.g. R = H − G, METHODS.md §4)."""
+    """Σ_i c_i A_i for operators of one size (e.g. R = H − G, docs/methods.md §4)."""
 
     def __init__(self, terms: list[tuple[float, Operator]]):
         if not terms:
@@ -268,7 +269,7 @@ class LinearCombination(Operator):
 
 
 def residual_operator(H: Operator, G: Operator) -> LinearCombination:
-    """R = H − G, the part of the Hessian that the Gauss–Newton matrix misses (METHODS.md §4)."""
+    """R = H − G, the part of the Hessian the Gauss–Newton matrix misses (docs/methods.md §4)."""
     return LinearCombination([(1.0, H), (-1.0, G)])
 
 
@@ -286,7 +287,7 @@ class ScaledOperator(Operator):
 class ProjectedOperator(Operator):
     """(I − QQᵀ) A (I − QQᵀ): A with the span of the orthonormal columns Q [P, m] removed.
 
-    Used for deflation and for the bulk subspace of METHODS.md §3.
+    Used for deflation and for the bulk subspace of docs/methods.md §3.
     """
 
     def __init__(self, op: Operator, Q: torch.Tensor):
@@ -306,7 +307,7 @@ class RestrictedOperator(Operator):
     """The diagonal block A_SS of A for an index set S (e.g. one layer's parameters).
 
     A_SS v_S = (A [v_S; 0])_S: the block of the Hessian restricted to one layer, whose top
-    eigenvalue is that layer's sharpness (METHODS.md §5).
+    eigenvalue is that layer's sharpness (docs/methods.md §5).
 
     Args:
         op: the full operator on R^P.

@@ -2,7 +2,7 @@
 
 Lets SciPy's solvers (ARPACK ``eigsh``, ``lobpcg``, ``cg``) run on any eoslab operator.
 Vectors cross the boundary as float64 NumPy arrays on the host; the operator still computes
-in its own dtype and device. Source: ``METHODS.md`` §6 ("ARPACK via scipy on a LinearOperator").
+in its own dtype and device (``docs/methods.md`` §6.4).
 """
 
 from __future__ import annotations

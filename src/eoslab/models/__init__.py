@@ -1,4 +1,4 @@
-"""Network architectures and their initialisations (``DESIGN.md``: models/).
+"""Network architectures and their initialisations (``docs/architecture.md``: models/).
 
 Architectures are registered by name in the plain dict :data:`MODELS`; :func:`build_model`
 constructs one. Initialisations live in :mod:`eoslab.models.init`; Lowell 2022 initialises

@@ -3,7 +3,7 @@
 Both are plain ``nn.Module`` objects without normalisation or dropout, whose forward pass is
 a pure function of the parameters and the input (no in-place operations, no data-dependent Python
 control flow), so they work under ``torch.func.functional_call``, ``grad``, ``jvp``, ``vjp`` and
-``vmap`` (``DESIGN.md`` rule 2). Inputs are images [B, C, H, W] or one image [C, H, W].
+``vmap`` (``docs/architecture.md`` rule 2). Inputs are images [B, C, H, W] or one image [C, H, W].
 
 This module also holds the pieces the other convolutional models (:mod:`~eoslab.models.vgg`,
 :mod:`~eoslab.models.resnet`) share: :class:`ScaledConv2d` and :class:`ScaledLinear`, the
@@ -171,8 +171,9 @@ class _ConvNetBase(nn.Module):
 
     def _finish(self, device, seed: int) -> None:
         # Layers were created on the meta device, so nothing was drawn from the global random
-        # state (DESIGN.md rule 6); allocate, then draw the seeded default initialisation. A
-        # model built on the meta device (for parameter counts) is left uninitialised.
+        # state (docs/architecture.md rule 6); allocate, then draw the seeded default
+        # initialisation. A model built on the meta device (for parameter counts) is left
+        # uninitialised.
         device = torch.device(device) if device is not None else torch.device("cpu")
         if device.type != "meta":
             self.to_empty(device=device)

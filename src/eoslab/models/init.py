@@ -1,7 +1,7 @@
 """Seeded weight initialisations: Kaiming, Xavier with the Kaiming gain, PyTorch's default.
 
 Every scheme fixes the distribution of the *effective* weight W_ℓ of each layer, the matrix
-in z_ℓ = W_ℓ a_{ℓ−1} + b_ℓ (``METHODS.md`` §5). For a model in the NTK parametrisation
+in z_ℓ = W_ℓ a_{ℓ−1} + b_ℓ (``docs/methods.md`` §5). For a model in the NTK parametrisation
 (:class:`~eoslab.models.mlp.MLP` with ``parametrization="ntk"``) the stored parameter is
 W_ℓ / c_ℓ, where c_ℓ is the layer's forward multiplier, so a standard and an NTK model
 initialised with the same scheme and seed compute the same function at initialisation and

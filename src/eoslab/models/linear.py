@@ -9,7 +9,7 @@ any nonlinearity.
 :class:`DeepLinear` is an :class:`~eoslab.models.mlp.MLP` with the identity activation and,
 by default, no biases, so it inherits the MLP's forward (``return_preactivations``,
 flattening), ``linear_layers()``, the NTK parametrisation and the layerwise analysis of
-``METHODS.md`` §5 (σ' ≡ 1, so K_ℓ = W_{ℓ+1}). Its own initialisations make the end-to-end
+``docs/methods.md`` §5 (σ' ≡ 1, so K_ℓ = W_{ℓ+1}). Its own initialisations make the end-to-end
 matrix well conditioned (Saxe et al. 2014, "Exact solutions to the nonlinear dynamics of
 learning in deep linear neural networks"; Hardt & Ma 2017 and Bartlett et al. 2018 for
 identity initialisation).

@@ -1,6 +1,6 @@
 """Fully connected networks in the standard or the NTK parametrisation.
 
-``METHODS.md`` §5 notation: z_ℓ = W_ℓ a_{ℓ−1} + b_ℓ, a_ℓ = σ(z_ℓ), a_0 = x (flattened),
+``docs/methods.md`` §5 notation: z_ℓ = W_ℓ a_{ℓ−1} + b_ℓ, a_ℓ = σ(z_ℓ), a_0 = x (flattened),
 f = z_L for ℓ = 1..L, where L is the **depth = the number of Linear layers** (so there are
 L − 1 hidden layers of ``width`` units). Lowell 2024's "depth 6, width 512" is
 ``MLP(d, n_c, depth=6, width=512)``: six Linear layers, five hidden layers of 512 units.
@@ -8,7 +8,8 @@ Cohen et al.'s "2×200 tanh" network (two hidden layers) is ``depth=3, width=200
 
 The forward pass is a pure function of the parameters and the input: no in-place
 operations, no data-dependent Python control flow, so it works under
-``torch.func.functional_call``, ``grad``, ``jvp``, ``vjp`` and ``vmap`` (``DESIGN.md`` rule 2).
+``torch.func.functional_call``, ``grad``, ``jvp``, ``vjp`` and ``vmap``
+(``docs/architecture.md`` rule 2).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class MLP(nn.Module):
 
         dims = [in_dim] + [width] * (depth - 1) + [n_out]
         # On the meta device nn.Linear's own reset_parameters draws nothing, so building a
-        # model never consumes the global random state (DESIGN.md rule 6).
+        # model never consumes the global random state (docs/architecture.md rule 6).
         self.layers = nn.ModuleList(
             nn.Linear(d_in, d_out, bias=bias, device="meta", dtype=dtype)
             for d_in, d_out in zip(dims[:-1], dims[1:])
@@ -163,7 +164,7 @@ class MLP(nn.Module):
             x: inputs; every dimension after the first is flattened (row-major). Inside
                 ``vmap`` over samples, give each sample a leading batch dimension of 1 or
                 pass it already flattened to [in_dim].
-            return_preactivations: also return [z_1, …, z_L] (``METHODS.md`` §5); then
+            return_preactivations: also return [z_1, …, z_L] (``docs/methods.md`` §5); then
                 a_ℓ = ``activation_fn(z_ℓ)`` and z_L is the output.
 
         Returns:

@@ -29,7 +29,7 @@ def plot_alignment(
     """Plot the Gauss–Newton and layerwise decomposition over time; write PNG and PDF.
 
     Top: λ_1(H), λ_1(G), λ_1(H − G) and the counterfactual λ̃_1(G); bottom: layer ``layer``'s
-    five components relative to their first value (``METHODS.md`` §4–5).
+    five components relative to their first value (``docs/methods.md`` §4–5).
 
     Args:
         rows: analysis rows (``RunStore.rows("analysis")``), each with ``step``, ``time``,

@@ -21,7 +21,7 @@ def plot_spectrum(
     Args:
         spectra: label → eigenvalues (descending).
         path: output path without or with suffix; ``.png`` and ``.pdf`` are written.
-        threshold: optional horizontal line (e.g. the GD stability threshold 2/η, METHODS.md §2).
+        threshold: optional horizontal line (e.g. GD's threshold 2/η, docs/methods.md §2).
         title: figure title.
 
     Returns:

@@ -1,6 +1,6 @@
 """Figure of a training run: top Hessian eigenvalues against the stability threshold.
 
-The edge-of-stability picture (Cohen et al. 2021; Lowell 2022 Fig. 1; ``METHODS.md`` §2):
+The edge-of-stability picture (Cohen et al. 2021; Lowell 2022 Fig. 1; ``docs/methods.md`` §2):
 λ_1 rises (progressive sharpening) until it reaches the optimizer's threshold (2/η for GD)
 and then hovers there, while the loss keeps falling non-monotonically.
 """
@@ -35,7 +35,7 @@ def plot_sharpness(
         df: a run DataFrame (:func:`eoslab.load_run`): probe rows carry ``lambda_i`` and
             ``threshold``; step rows carry ``loss``.
         path: output path with or without suffix; ``.png`` and ``.pdf`` are written.
-        x: the time axis: ``"time"`` (flow time t = Σ η, METHODS.md §2) or ``"step"``.
+        x: the time axis: ``"time"`` (flow time t = Σ η, docs/methods.md §2) or ``"step"``.
         title: figure title (default: none).
         max_curves: plot at most this many eigenvalues (default: all recorded).
 

@@ -1,7 +1,8 @@
 """Telemetry at θ: spectrum and ρ_i, gradient projections, real ΔL, norms, cusp scan.
 
-``METHODS.md`` §2–3 (Lowell 2022). Everything here returns values (dicts, tensors, a
-:class:`ProbeResult`) and writes nothing; the run loop stores them (``DESIGN.md`` rule 4).
+``docs/methods.md`` §2–3 (Lowell 2022). Everything here returns values (dicts, tensors, a
+:class:`ProbeResult`) and writes nothing; the run loop stores them
+(``docs/architecture.md`` rule 4).
 
 - :class:`ProbeSuite` / :class:`ProbeResult`: all telemetry of one probe from one
   warm-started Hessian eigensolve.
@@ -11,8 +12,8 @@
 - :func:`basic_metrics`: loss, accuracy, ‖g‖, ‖θ‖, ‖θ − θ_0‖, test loss and accuracy.
 - :func:`cusp_scan`: ΔL(s) = L(θ* + s h_1) − L(θ*) on a grid.
 - :func:`table1`: Lowell 2022 Table 1 statistics of one run's probes.
-- :class:`GaussNewtonProbe`: λ_1 of H, G, H − G, per-layer sharpness, ζ (``METHODS.md`` §4).
-- :func:`layerwise_stats`: the layerwise decomposition of MLPs (``METHODS.md`` §5);
+- :class:`GaussNewtonProbe`: λ_1 of H, G, H − G, per-layer sharpness, ζ (``docs/methods.md`` §4).
+- :func:`layerwise_stats`: the layerwise decomposition of MLPs (``docs/methods.md`` §5);
   :func:`per_sample_m_norm_sq`, :func:`per_layer_c` for any architecture.
 """
 

@@ -1,4 +1,4 @@
-"""Loss, accuracy and norms at θ (``METHODS.md`` §3: ‖θ‖, ‖θ − θ_0‖, train and test metrics)."""
+"""Loss, accuracy and norms at θ (``docs/methods.md`` §3.5: ‖θ‖, ‖θ − θ_0‖, train/test metrics)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def basic_metrics(
     gradient: torch.Tensor,
     test_problem: Problem | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Scalar telemetry that needs no curvature (``METHODS.md`` §3).
+    """Scalar telemetry that needs no curvature (``docs/methods.md`` §3).
 
     - ``loss`` = L(θ), ``accuracy`` = fraction of arg-max hits on the training set;
     - ``test_loss``, ``test_accuracy``: the same on ``test_problem`` (only when given);

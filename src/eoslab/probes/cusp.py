@@ -1,4 +1,4 @@
-"""The cusp scan: the loss along the top Hessian eigenvector through θ* (``METHODS.md`` §3).
+"""The cusp scan: the loss along the top Hessian eigenvector through θ* (``docs/methods.md`` §3).
 
 At the snapshot θ* of peak λ_1, Lowell 2022 plots
 
@@ -57,7 +57,7 @@ def cusp_scan(
     batch_size: int = 16,
     vectorize: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """ΔL(s) = L(θ + s h) − L(θ) on :func:`cusp_grid` (``METHODS.md`` §3, Lowell 2022).
+    """ΔL(s) = L(θ + s h) − L(θ) on :func:`cusp_grid` (``docs/methods.md`` §3, Lowell 2022).
 
     ``direction`` is normalised to h = direction / ‖direction‖ so that s is a distance in
     parameter space (a solver's h_1 is already a unit vector to round-off). The sign of an

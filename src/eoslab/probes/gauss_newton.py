@@ -1,6 +1,6 @@
-"""Gauss–Newton decomposition of the sharpness at θ (``METHODS.md`` §4–5; Lowell 2024 Eq. 2–3).
+"""Gauss–Newton decomposition of the sharpness at θ (``docs/methods.md`` §4–5; Lowell 2024 Eq. 2–3).
 
-The Hessian splits into the Gauss–Newton matrix and a residual (``METHODS.md`` §4):
+The Hessian splits into the Gauss–Newton matrix and a residual (``docs/methods.md`` §4):
 
     H = G + R,   G = E_x[J_xᵀ H_ℓ(x) J_x] = E_x[M_xᵀ M_x],   R = H − G,
     M_x = H_ℓ(x)^{1/2} J_x,
@@ -8,10 +8,11 @@ The Hessian splits into the Gauss–Newton matrix and a residual (``METHODS.md``
 
 with ‖M_x‖² = λ_1(M_x M_xᵀ). :class:`GaussNewtonProbe` measures the top eigenvalues of H, G
 and R (and, optionally, the bottom one of R), the per-layer sharpness λ_1(H_ℓℓ) of each
-module's diagonal block of H (``METHODS.md`` §5), and ζ when the caller supplies E‖M_x‖²
+module's diagonal block of H (``docs/methods.md`` §5), and ζ when the caller supplies E‖M_x‖²
 (the layerwise analysis computes it). Every eigensolve is warm-started from the previous
-call's vectors, which is what makes the probe cheap along a trajectory (``DESIGN.md`` rule
-10). Like every probe it returns values and writes nothing (``DESIGN.md`` rule 4).
+call's vectors, which is what makes the probe cheap along a trajectory
+(``docs/architecture.md`` rule 10). Like every probe it returns values and writes nothing
+(``docs/architecture.md`` rule 4).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class GaussNewtonResult:
 
 
 class GaussNewtonProbe:
-    """λ_1 of H, G = E[J_xᵀ H_ℓ J_x] and R = H − G, layer sharpness and ζ (``METHODS.md`` §4–5).
+    """λ_1 of H, G = E[J_xᵀ H_ℓ J_x], R = H − G, layer sharpness, ζ (``docs/methods.md`` §4–5).
 
     One call builds the Hessian operator H once (its graph of g is shared by the H, R and
     layer solves) and the Gauss–Newton operator G once, and solves for the top eigenpair of
@@ -90,7 +91,7 @@ class GaussNewtonProbe:
       ``named_parameters()``, e.g. ``layer_sharpness_0`` for ``0.weight``/``0.bias``), with
       ``layers``. By Cauchy interlacing each is ≤ λ_1(H);
     - ``EM2`` = E_x‖M_x‖² and ``zeta`` = ζ = λ_1(G) / E‖M_x‖² when ``m_norm_sq_mean`` is
-      given (Lowell 2024 Eq. 3, ``METHODS.md`` §4). ζ ∈ (0, 1] exactly; a value outside
+      given (Lowell 2024 Eq. 3, ``docs/methods.md`` §4). ζ ∈ (0, 1] exactly; a value outside
       (0, 1 + slack] means E‖M‖² does not belong to this θ and problem and is reported with
       a ``RuntimeWarning`` (the value is kept);
     - per operator key (``H``, ``G``, ``R``, ``R_min``, ``layer_<module>``):
@@ -158,7 +159,7 @@ class GaussNewtonProbe:
             theta: θ [P].
             warm: the previous call's :attr:`GaussNewtonResult.warm` (or a subset of it),
                 ``{key: [P_op, m] or [P_op]}``; operators without an entry start cold.
-            m_norm_sq_mean: E_x‖M_x‖² at this θ (``METHODS.md`` §4), > 0; enables ``EM2``
+            m_norm_sq_mean: E_x‖M_x‖² at this θ (``docs/methods.md`` §4), > 0; enables ``EM2``
                 and ``zeta``.
 
         Returns:
@@ -221,7 +222,10 @@ class GaussNewtonProbe:
     def _metrics(
         self, eigs: dict[str, EigResult], m_norm_sq_mean: float | None, dtype: torch.dtype
     ) -> dict[str, float]:
-        """All metrics as floats, with one host sync for the eigenvalues (``DESIGN.md`` rule 10)."""
+        """All metrics as floats, one host sync for the eigenvalues (architecture rule 10).
+
+        ``docs/architecture.md`` rule 10.
+        """
         value_names = {"H": "lambda_H", "G": "lambda_G", "R": "lambda_R", "R_min": "lambda_R_min"}
         names, values = [], []
         for key, e in eigs.items():
@@ -273,7 +277,8 @@ class GaussNewtonProbe:
         if not 0 < zeta <= 1 + slack:
             warnings.warn(
                 f"ζ = λ_1(G) / E‖M‖² = {m['lambda_G']:.6g} / {m_norm_sq_mean:.6g} = {zeta:.6g} "
-                f"lies outside (0, 1] (slack {slack:.1e}); METHODS.md §4 makes ζ ∈ (0, 1] exact, "
+                f"lies outside (0, 1] (slack {slack:.1e}); docs/methods.md §4 makes ζ ∈ (0, 1] "
+                "exact, "
                 "so E‖M_x‖² was probably computed at another θ or on other data",
                 RuntimeWarning,
                 stacklevel=3,

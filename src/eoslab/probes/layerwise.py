@@ -1,11 +1,11 @@
-"""Layerwise decomposition of the Gauss–Newton sharpness (``METHODS.md`` §4–5; Lowell 2024).
+"""Layerwise decomposition of the Gauss–Newton sharpness (``docs/methods.md`` §4–5; Lowell 2024).
 
-Notation (``METHODS.md`` §5). An MLP computes z_ℓ = ω_ℓ W_ℓ a_{ℓ−1} + b_ℓ, a_ℓ = σ(z_ℓ),
+Notation (``docs/methods.md`` §5). An MLP computes z_ℓ = ω_ℓ W_ℓ a_{ℓ−1} + b_ℓ, a_ℓ = σ(z_ℓ),
 a_0 = x (flattened), f = z_L for ℓ = 1..L, where ω_ℓ is the layer's fixed forward multiplier
 (``MLP.weight_multipliers``: 1 in the standard parametrisation, gain/√fan_in in the NTK
 one; written ω here so as not to clash with the share c_ℓ below). Per sample x:
 
-- output Hessian H = ∂²ℓ/∂f² and its PSD square root H^{1/2} (``METHODS.md`` §4);
+- output Hessian H = ∂²ℓ/∂f² and its PSD square root H^{1/2} (``docs/methods.md`` §4);
 - pre-activation Jacobians J_{z_ℓ} = ∂f/∂z_ℓ [n_out, w_ℓ] and A_ℓ = H^{1/2} J_{z_ℓ};
 - layerwise Jacobians K_ℓ = ∂z_{ℓ+1}/∂z_ℓ = ω_{ℓ+1} W_{ℓ+1} diag(σ'(z_ℓ)) [w_{ℓ+1}, w_ℓ],
   so that A_L = H^{1/2} and A_ℓ = A_{ℓ+1} K_ℓ (Lowell 2024 Eq. 5);
@@ -27,7 +27,7 @@ Aggregates, with E = (1/N) Σ_n over all N training samples:
 - alignment ratios (Eq. 6) α_k = α(A_{k+1}, K_k) = E‖A_{k+1}K_k‖² / (E‖A_{k+1}‖² E‖K_k‖²),
   where A_{k+1}K_k = A_k, so E‖A_k‖² = α_k E‖A_{k+1}‖² E‖K_k‖² holds exactly;
 - coupling factors γ_ℓ = E[s_ℓ‖A_ℓ‖²] / (E s_ℓ E‖A_ℓ‖²), so C_ℓ = γ_ℓ E s_ℓ E‖A_ℓ‖²;
-- the five components (Eq. 7, ``METHODS.md`` §5 exact telescoping form), for ℓ < L:
+- the five components (Eq. 7, ``docs/methods.md`` §5 exact telescoping form), for ℓ < L:
 
       C_ℓ = C_L · Π_k (E s_k / E s_{k+1}) · Π_k E‖K_k‖² · (γ_ℓ / γ_L) · Π_k α_k,  k = ℓ..L−1
             (I)         (II)                   (III)          (IV)         (V)
@@ -45,7 +45,7 @@ smaller of K Kᵀ, KᵀK) when min(w_ℓ, w_{ℓ+1}) ≤ ``exact_width``, otherw
 subspace iteration with Rayleigh–Ritz on v ↦ d ⊙ (Q (d ⊙ v)) — one GEMM with Q for the whole
 chunk per iteration — stopped per sample when the relative residual ‖KᵀK u − θ u‖ ≤
 tol_eff · θ, tol_eff = max(tol, 128 ε_mach) (the eigen package's round-off floor,
-``METHODS.md`` §6). Samples that do not converge within ``max_iter`` are reported with a
+``docs/methods.md`` §6). Samples that do not converge within ``max_iter`` are reported with a
 :class:`~eoslab.eigen.NonConvergenceWarning` and ``K_converged = False``, never silently.
 
 For networks that are not MLPs (convolutional, residual) the pre-activation structure is not
@@ -53,7 +53,7 @@ available; :func:`per_sample_m_norm_sq` and :func:`per_layer_c` compute the gene
 Gauss–Newton quantities ‖M_x‖² and c_g(x) = λ_1(H^{1/2} J_{θ_g} J_{θ_g}ᵀ H^{1/2}) per
 parameter group g (one module's weight and bias) from explicit per-sample Jacobians.
 
-Everything here is a pure function of θ (``DESIGN.md`` rule 2) and returns values.
+Everything here is a pure function of θ (``docs/architecture.md`` rule 2) and returns values.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ DEFAULT_MAX_ITER = 500
 
 @dataclass(frozen=True)
 class LayerwiseStats:
-    """Per-sample and aggregate layerwise quantities of an MLP at θ (``METHODS.md`` §5).
+    """Per-sample and aggregate layerwise quantities of an MLP at θ (``docs/methods.md`` §5).
 
     Layers are indexed ℓ = 1..L in the text and 0..L−1 in the tensors. All tensors are on
     θ's device and in its dtype (flags: bool).
@@ -445,7 +445,7 @@ def layerwise_stats(
     seed: int = 0,
     memory_budget: int | None = None,
 ) -> LayerwiseStats:
-    r"""The layerwise decomposition of E‖M_x‖² for an MLP at θ (``METHODS.md`` §5).
+    r"""The layerwise decomposition of E‖M_x‖² for an MLP at θ (``docs/methods.md`` §5).
 
     One forward pass per chunk (``functional_call(..., return_preactivations=True)``) gives
     z_1..z_L; then, per sample, s_ℓ = [bias] + ω_ℓ²‖a_{ℓ−1}‖², the backward recursion
@@ -700,7 +700,7 @@ def per_sample_m_norm_sq(
 ) -> torch.Tensor:
     """‖M_x‖² = λ_1(H^{1/2} J_x J_xᵀ H^{1/2}) for every training sample, any architecture.
 
-    ``METHODS.md`` §4, Lowell 2024 Eq. 3: M_x = H_ℓ(x)^{1/2} J_x with J_x = ∂f(x;θ)/∂θ
+    ``docs/methods.md`` §4, Lowell 2024 Eq. 3: M_x = H_ℓ(x)^{1/2} J_x with J_x = ∂f(x;θ)/∂θ
     [n_out, P]; E‖M_x‖² is the denominator of the overlap ratio ζ = λ_1(G)/E‖M_x‖².
     Per-sample Jacobians come from ``torch.func.vmap`` over ``jacrev`` of the one-sample
     forward pass (one VJP per output), so it works for CNNs and residual networks too; for
@@ -799,7 +799,7 @@ def counterfactual_sharpness(
     V_ref: torch.Tensor | Sequence,
     zeta: torch.Tensor | Sequence | float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sharpness with the alignment factor frozen at a reference time (``METHODS.md`` §5).
+    """Sharpness with the alignment factor frozen at a reference time (``docs/methods.md`` §5).
 
         λ̃_1(G)(t) = ζ(t) · Σ_ℓ C_ℓ(t) · V_ℓ(t_0) / V_ℓ(t),   stable step η̃ = 2 / λ̃_1(G),
 

@@ -1,6 +1,6 @@
 """Gradient projections onto the top and bulk Hessian subspaces, and real loss changes.
 
-Lowell 2022 telemetry (``METHODS.md`` §3). With orthonormal top eigenvectors h_1..h_k of H
+Lowell 2022 telemetry (``docs/methods.md`` §3). With orthonormal top eigenvectors h_1..h_k of H
 and the top subspace span(h_1..h_m), m = n_c − 1 (the paper's convention):
 
     d_i = h_i · g,   P_top g = Σ_{i ≤ m} d_i h_i,   P_bulk g = g − P_top g,
@@ -11,7 +11,7 @@ and the *real* (not Taylor) loss changes of a GD step restricted to each part,
     ΔL_bulk = L(θ − η P_bulk g) − L(θ),
     ΔL_full = L(θ − η g)        − L(θ).
 
-To second order ΔL ≈ η Σ_i d_i² (½ η λ_i − 1) (``METHODS.md`` §2): a top direction with
+To second order ΔL ≈ η Σ_i d_i² (½ η λ_i − 1) (``docs/methods.md`` §2): a top direction with
 ρ_i > 1 raises the loss, which is why ΔL_top turns positive at the edge of stability.
 """
 
@@ -26,7 +26,7 @@ __all__ = ["loss_changes", "project", "projection_metrics", "table1"]
 
 
 def project(g: torch.Tensor, H_top: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split g into its top-subspace and bulk parts (``METHODS.md`` §3).
+    """Split g into its top-subspace and bulk parts (``docs/methods.md`` §3).
 
     P_top g = H_top H_topᵀ g and P_bulk g = g − P_top g, so the two parts are orthogonal
     and sum to g exactly (by construction, to round-off).
@@ -52,7 +52,7 @@ def project(g: torch.Tensor, H_top: torch.Tensor) -> tuple[torch.Tensor, torch.T
 def projection_metrics(
     g: torch.Tensor, eigenvectors: torch.Tensor, n_top: int
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """‖P_top g‖, ‖P_bulk g‖ and |d_i| = |h_i · g| for i = 1..k (``METHODS.md`` §3).
+    """‖P_top g‖, ‖P_bulk g‖ and |d_i| = |h_i · g| for i = 1..k (``docs/methods.md`` §3).
 
     Args:
         g: gradient [P].
@@ -98,7 +98,7 @@ def loss_changes(
     """Real loss changes of a GD step along the top part, the bulk part and all of g.
 
     ΔL_top = L(θ − η P_top g) − L(θ), ΔL_bulk = L(θ − η P_bulk g) − L(θ) with
-    P_bulk g = g − P_top g, and ΔL_full = L(θ − η g) − L(θ) (``METHODS.md`` §3): three loss
+    P_bulk g = g − P_top g, and ΔL_full = L(θ − η g) − L(θ) (``docs/methods.md`` §3): three loss
     evaluations through :meth:`Problem.loss`, the same forward path as L(θ) itself, so
     the round-off of the two terms of each difference is correlated.
 
@@ -143,7 +143,7 @@ def table1(
 
     Over the probes i of one run with ρ_{n_c−1}(i) > ``threshold`` (strictly; a NaN ρ, from a
     negative eigenvalue, never qualifies), the mean and standard deviation of ΔL_top and
-    ΔL_bulk (``METHODS.md`` §3). A run with fewer than ``min_probes`` such probes is omitted,
+    ΔL_bulk (``docs/methods.md`` §3). A run with fewer than ``min_probes`` such probes is omitted,
     as in the paper: the function returns None. **(choice)** The standard deviation is the
     sample one (``ddof=1``); the paper does not say which.
 

@@ -1,12 +1,12 @@
-"""Top of the Hessian spectrum and the per-direction stability ratios ρ_i (``METHODS.md`` §2–3).
+"""Top of the Hessian spectrum and the stability ratios ρ_i (``docs/methods.md`` §2.1, §3.2).
 
 GD with step η is stable along the eigenvector h_i of H iff η λ_i < 2; the ratio to the edge is
 
-    ρ_i = η / η*_i = η λ_i / 2 = λ_i / threshold,   threshold = 2 / η   (METHODS.md §2),
+    ρ_i = η / η*_i = η λ_i / 2 = λ_i / threshold,   threshold = 2 / η   (docs/methods.md §2),
 
 and for momentum the threshold is the matching one ((2 + 2β)/η for heavy ball, …), passed in
 by the caller. A negative λ_i has no edge of stability: its ρ_i is NaN, as in Lowell 2022
-(``METHODS.md`` §6).
+(``docs/methods.md`` §6).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ __all__ = ["eig_quality_metrics", "rho", "spectrum_metrics"]
 
 
 def rho(eigenvalues: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Stability ratios ρ_i = λ_i / threshold, NaN where λ_i < 0 (``METHODS.md`` §2).
+    """Stability ratios ρ_i = λ_i / threshold, NaN where λ_i < 0 (``docs/methods.md`` §2).
 
     For GD threshold = 2/η, so ρ_i = η λ_i / 2: ρ_i ≪ 1 stable, ρ_i ≈ 1 at the edge of
     stability, ρ_i > 1 unstable along h_i.
@@ -61,7 +61,7 @@ def eig_quality_metrics(eig: EigResult) -> dict[str, torch.Tensor]:
 
 
 def spectrum_metrics(eig: EigResult, threshold: float) -> dict[str, torch.Tensor]:
-    """``lambda_i``, ``rho_i`` (i = 1..k) and ``sharpness`` = λ_1 (``METHODS.md`` §2–3).
+    """``lambda_i``, ``rho_i`` (i = 1..k) and ``sharpness`` = λ_1 (``docs/methods.md`` §2–3).
 
     Args:
         eig: top-k eigenpairs of H, eigenvalues descending (``which='LA'``).

@@ -1,7 +1,8 @@
-"""One probe call: all Lowell 2022 telemetry at θ from one Hessian eigensolve (``METHODS.md`` §3).
+"""One probe: all Lowell 2022 telemetry at θ from one Hessian eigensolve (``docs/methods.md`` §3).
 
 The run loop calls a :class:`ProbeSuite` every ``probe_every`` steps and writes the
-:class:`ProbeResult` it gets back; the suite itself never writes anything (``DESIGN.md`` rule 4).
+:class:`ProbeResult` it gets back; the suite itself never writes anything
+(``docs/architecture.md`` rule 4).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class ProbeResult:
 
 
 class ProbeSuite:
-    """Lowell 2022 telemetry at θ (``METHODS.md`` §2–3), one Hessian eigensolve per call.
+    """Lowell 2022 telemetry at θ (``docs/methods.md`` §2–3), one Hessian eigensolve per call.
 
     Metrics (``ProbeResult.metrics``, floats):
 
@@ -80,7 +81,7 @@ class ProbeSuite:
     Args:
         k: eigenpairs of H per probe (paper: 20); 1 ≤ k ≤ P.
         n_top: dimension of the top subspace; None: n_classes − 1 (Lowell 2022's convention,
-            ``METHODS.md`` §3). Must satisfy 1 ≤ n_top ≤ k.
+            ``docs/methods.md`` §3). Must satisfy 1 ≤ n_top ≤ k.
         n_classes: number of classes n_c; None: the problem's number of outputs (equal to n_c
             for the cross-entropy and one-hot MSE criteria), read at call time.
         solver: the eigensolve (:class:`~eoslab.eigen.EigSpec` with ``which="LA"``; default
@@ -162,7 +163,7 @@ class ProbeSuite:
             problem: the training problem.
             theta: θ [P].
             lr: the step η of the GD steps in ΔL (the optimizer's current step).
-            threshold: the optimizer's EoS threshold (2/η for GD, ``METHODS.md`` §2), > 0.
+            threshold: the optimizer's EoS threshold (2/η for GD, ``docs/methods.md`` §2), > 0.
             theta0: the run's initial point θ_0 [P].
             v0: warm start of the eigensolve, [P, m]: the previous ``ProbeResult.eig.warm_start``.
 
@@ -239,7 +240,7 @@ class ProbeSuite:
 
 
 def _to_floats(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, float]:
-    """0-d tensors to Python floats with one host sync (``DESIGN.md`` rule 10)."""
+    """0-d tensors to Python floats with one host sync (``docs/architecture.md`` rule 10)."""
     names = list(tensors)
     values = torch.stack([tensors[n].detach().to(dtype).reshape(()) for n in names]).tolist()
     return dict(zip(names, values))

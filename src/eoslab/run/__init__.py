@@ -1,7 +1,7 @@
 """Runs: validated configs, objects built from them, the run loop and reading runs back.
 
 ``eoslab run CONFIG`` (``eoslab.cli``) and :func:`run` carry out one training run with
-edge-of-stability telemetry (``METHODS.md`` §2, §3, §7) into a run directory
+edge-of-stability telemetry (``docs/methods.md`` §2, §3, §7) into a run directory
 (:mod:`eoslab.store`); :func:`load_run` reads it back.
 """
 

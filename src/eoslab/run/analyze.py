@@ -3,9 +3,9 @@
 ``eoslab analyze RUN`` loads every stored snapshot θ_t (or those at steps divisible by
 ``every``, and the last), evaluates
 
-- the Gauss–Newton decomposition (``METHODS.md`` §4): λ_1 of H, G and H − G, E‖M_x‖², the
+- the Gauss–Newton decomposition (``docs/methods.md`` §4): λ_1 of H, G and H − G, E‖M_x‖², the
   overlap ratio ζ = λ_1(G)/E‖M_x‖², and the sharpness of each layer's Hessian block;
-- for MLPs, the layerwise decomposition (``METHODS.md`` §5): C_ℓ, E‖K_ℓ‖², α_k, γ_ℓ and the
+- for MLPs, the layerwise decomposition (``docs/methods.md`` §5): C_ℓ, E‖K_ℓ‖², α_k, γ_ℓ and the
   five components (I)–(V) of every layer;
 
 and appends one row per snapshot to the run's ``analysis`` stream. It is resumable: snapshots
@@ -18,9 +18,9 @@ snapshots, and the next ``analyze`` retries it) and is recorded in the summary's
 list as ``{"step", "file", "error", "what": "snapshot"}``, with ``n_failed`` their number. The
 cusp scan skips such snapshots; when it fails itself, it adds an entry with ``"what": "cusp"``.
 The summary (``results/analysis_summary.json``) ignores the
-first ``transient`` steps (10, METHODS §5 choice) and adds the counterfactual sharpness with
+first ``transient`` steps (10, docs/methods.md §5 choice) and adds the counterfactual sharpness with
 the alignment factor frozen at its first post-transient value, λ̃_1(G) = ζ Σ_ℓ C_ℓ V_ℓ(t_0)/V_ℓ(t),
-and its stable step 2/λ̃_1. The cusp scan (``METHODS.md`` §3) at the snapshot of peak λ_1 goes
+and its stable step 2/λ̃_1. The cusp scan (``docs/methods.md`` §3) at the snapshot of peak λ_1 goes
 to ``results/cusp.json``. :func:`fit_runs` fits peak λ_1 (linear) and peak alignment (power
 law, Eq. 9) against the data-set size N across runs.
 """
@@ -256,7 +256,7 @@ def summarize(
 ) -> dict[str, Any]:
     """Summary of the analysis rows after the transient: peaks and the counterfactual.
 
-    Counterfactual (``METHODS.md`` §5): with V_ℓ(t) the alignment component of layer ℓ and
+    Counterfactual (``docs/methods.md`` §5): with V_ℓ(t) the alignment component of layer ℓ and
     t_0 the first analysed step ≥ ``transient``, λ̃_1(G)(t) = ζ(t) Σ_ℓ C_ℓ(t) V_ℓ(t_0)/V_ℓ(t),
     where the output layer (no alignment factor) enters with ratio 1; the counterfactual
     stable step is 2/λ̃_1.
@@ -324,7 +324,7 @@ def _finite(x) -> bool:
 def _cusp(
     store, problem, *, s_max: float, n_grid: int, transient: int, skip: set[int] = frozenset()
 ) -> dict[str, Any]:
-    """Cusp scan at the usable snapshot closest to the step of peak λ_1 (``METHODS.md`` §3).
+    """Cusp scan at the usable snapshot closest to the step of peak λ_1 (``docs/methods.md`` §3).
 
     Snapshots in ``skip`` (those whose analysis failed) and those that fail the checks of
     :func:`_load_theta` (unreadable, wrong size, non-finite θ or loss) are passed over for
@@ -396,7 +396,7 @@ def fit_runs(paths: list[str | Path]) -> dict[str, Any]:
 
     Reads each run's ``results/analysis_summary.json`` (run ``eoslab analyze`` first) and fits
     peak λ_1 = slope·N + intercept (with R²) and peak alignment = a·N^b in log–log space
-    (``METHODS.md`` §5 Eq. 9, with a, b, R²).
+    (``docs/methods.md`` §5 Eq. 9, with a, b, R²).
 
     Raises:
         StoreError: naming a run without a summary.

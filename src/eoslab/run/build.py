@@ -1,7 +1,8 @@
 """Objects from a :class:`~eoslab.run.config.RunConfig`: data, model, problem, probes.
 
 The only place where config fields turn into library objects, so a config always builds
-the same run (``DESIGN.md`` rules 5–6: device, dtype and every seed come from the config).
+the same run (``docs/architecture.md`` rules 5–6: device, dtype and every seed come from the
+config).
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def build(cfg: RunConfig) -> Built:
 def check_probe(cfg: RunConfig, built: Built) -> None:
     """Check that the probe's eigensolve covers the top subspace it projects onto.
 
-    The projections and loss changes of ``METHODS.md`` §3 use the top n_top eigenvectors
+    The projections and loss changes of ``docs/methods.md`` §3 use the top n_top eigenvectors
     (n_top = n_classes − 1 unless ``probe.n_top`` is set), so they need 1 ≤ n_top ≤ k.
 
     Raises:

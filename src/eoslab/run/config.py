@@ -1,4 +1,4 @@
-"""Run configuration: YAML validated into frozen, typed models (``DESIGN.md`` rule 5).
+"""Run configuration: YAML validated into frozen, typed models (``docs/architecture.md`` rule 5).
 
 One :class:`RunConfig` tree describes a run completely; it is saved beside the run's results
 (``config.yaml``) and a resumed run must match it. Every default lives here, in the field
@@ -6,10 +6,10 @@ declarations, and nowhere else. Unknown keys and wrong types are errors naming t
 (``optimizer.lr: …``); ``--set a.b=value`` overrides are parsed as YAML scalars and validated
 with the rest.
 
-The schedules follow ``METHODS.md`` §3/§8: probes every ``probe.every`` steps, by default
+The schedules follow ``docs/methods.md`` §3/§8: probes every ``probe.every`` steps, by default
 every round(1/η) steps as in Lowell 2022, plus an optional dense window (every
 ``probe.dense_every`` steps while step < ``probe.dense_until``, the "entering EoS"
-experiment); stop rules on steps, flow time t = Σ η_step (``METHODS.md`` §2) and loss.
+experiment); stop rules on steps, flow time t = Σ η_step (``docs/methods.md`` §2) and loss.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The run loop: the one place that steps, probes, snapshots, checkpoints and writes.
 
-Per iteration at step s (θ_s, flow time t_s = Σ_{r<s} η_r, ``METHODS.md`` §2):
+Per iteration at step s (θ_s, flow time t_s = Σ_{r<s} η_r, ``docs/methods.md`` §2):
 
 1. save a snapshot of θ_s if due;
 2. stop if s ≥ ``stop.max_steps`` or t_s ≥ ``stop.max_time``;
@@ -602,7 +602,7 @@ class _Loop:
 
 
 def _decomposition(problem, theta, gn_probe, layerwise: bool, warm: dict, totals: dict) -> dict:
-    """Gauss–Newton (``METHODS.md`` §4) and layerwise (§5) metrics at a probe step."""
+    """Gauss–Newton (``docs/methods.md`` §4) and layerwise (§5) metrics at a probe step."""
     out: dict[str, float] = {}
     em2 = None
     if layerwise:

@@ -1,7 +1,7 @@
 """The figures and tables of the three papers, drawn from stored runs only.
 
 Every entry of :data:`FIGURES` reproduces one figure and every entry of :data:`TABLES` one table
-of the papers in ``papers/`` (notation of ``METHODS.md`` §2–§5, §8):
+of the papers in ``papers/`` (notation of ``docs/methods.md`` §2–§5, §8):
 
 - :mod:`.lowell2022`, *Singularity in the loss landscape*: Figures 1–6 (``l22_fig1`` …
   ``l22_fig6``) and Table 1 (``l22_table1``);

@@ -164,7 +164,7 @@ def momentum_runs(runs: list[RunData]) -> list[RunData]:
 def cohen_momentum(sel: list[RunData]):
     """Cohen et al. 2021 (slides, "What if: momentum"): λ_1 rises to the run's own threshold.
 
-    Heavy ball: (2 + 2β)/η; Nesterov: (2 + 2β)/((1 + 2β)η) (METHODS §2), each dashed in the
+    Heavy ball: (2 + 2β)/η; Nesterov: (2 + 2β)/((1 + 2β)η) (docs/methods.md §2), each dashed in the
     run's colour. One subplot per optimizer, colour per (η, β).
 
     Args:

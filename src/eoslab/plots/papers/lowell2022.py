@@ -1,6 +1,6 @@
 """Lowell 2022, *Singularity in the loss landscape*: Figures 1–6 and Table 1.
 
-Each figure's ``needs`` picks the runs it draws (METHODS §2–3); the bodies receive that
+Each figure's ``needs`` picks the runs it draws (docs/methods.md §2–3); the bodies receive that
 selection and return a Figure (see :mod:`eoslab.plots.papers.registry`).
 """
 
@@ -142,7 +142,7 @@ def l22_fig1(sel: list[tuple[RunData, int]]):
     """Lowell 2022, Figure 1 (edge of stability): ρ_{n_c−1} solid and ρ_{n_c} dotted against t.
 
     One subplot per architecture (model and activation), one colour per learning rate η; the
-    dashed line is ρ = 1 (METHODS §2–3).
+    dashed line is ρ = 1 (docs/methods.md §2–3).
 
     Args:
         sel: (run, n_top) for the runs whose probes carry ``rho_<n_top>`` (and
@@ -456,7 +456,7 @@ def l22_table1(
     """Lowell 2022, Table 1 (learning occurs in the bulk, not the top), as Markdown.
 
     Per run, the mean (sample standard deviation) of ΔL_top = L(θ − η P_top g) − L(θ) and
-    ΔL_bulk (``METHODS.md`` §3) over the selected probes: by default, as in the paper, those
+    ΔL_bulk (``docs/methods.md`` §3) over the selected probes: by default, as in the paper, those
     with ρ_{n_c−1} > 0.7 (at the edge of stability). Runs with fewer than 3 selected probes
     are omitted and listed below the table. Rows are labelled by η and architecture (model
     and activation; runs sharing both add what else differs, e.g. ``[classes=[0,1]]``),

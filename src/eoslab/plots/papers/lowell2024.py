@@ -1,7 +1,7 @@
 """Lowell 2024, *Layerwise Jacobian alignment*: Figures 1–4, ratios, counterfactual, Table 2.
 
 Read from post-hoc analysis rows (``eoslab analyze``), else probe rows. These runs are often
-exponential Euler (METHODS §7): their time axis is Σ τ and their dimensionless η draws no
+exponential Euler (docs/methods.md §7): their time axis is Σ τ and their dimensionless η draws no
 line.
 """
 
@@ -68,7 +68,7 @@ def l24_gauss_newton(sel: list[RunData]):
     """Lowell 2024, Figures 1–2 (and 6–13): the Gauss–Newton decomposition over training.
 
     Left: λ_1(H) solid, λ_1(G) dashed, λ_1(H − G) dotted; middle: E‖M_x‖²; right: the
-    overlap ratio ζ = λ_1(G)/E‖M_x‖² (METHODS §4). Colour per data-set size N. Analysis rows
+    overlap ratio ζ = λ_1(G)/E‖M_x‖² (docs/methods.md §4). Colour per data-set size N. Analysis rows
     (post-hoc on snapshots) are used, else probe rows.
 
     Args:
@@ -418,10 +418,10 @@ def l24_table2(groups: dict[tuple[str, str], dict[str, list]]) -> str:
     For every (data set, criterion) group, fits a·N^b by least squares in log–log space
     (:func:`eoslab.fits.power_law_fit`, as ``eoslab fit``) to the runs' peak alignment
     (summary ``peak_alignment``: the first layer's component (V) after the transient) and to
-    their peak λ_1, reporting a, b, R² of the log–log fit and the number of runs (METHODS §5,
-    Eq. 9); R² = 1 when every value is equal (``eoslab.fits``). a is written with 4
-    significant digits, b and R² with 3 decimals; a group with fewer than two sizes shows
-    dashes.
+    their peak λ_1, reporting a, b, R² of the log–log fit and the number of runs
+    (docs/methods.md §5, Eq. 9); R² = 1 when every value is equal (``eoslab.fits``). a is
+    written with 4 significant digits, b and R² with 3 decimals; a group with fewer than two
+    sizes shows dashes.
 
     Args:
         groups: {(data set, criterion): {quantity: [(N, value)]}} of the runs with a known N

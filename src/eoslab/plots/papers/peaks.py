@@ -10,7 +10,7 @@ from eoslab.plots.papers.runs import RunData, finite, num, step_of
 
 __all__ = ["TRANSIENT", "peak_alignment", "peak_lambda_1"]
 
-#: Steps ignored as the initial transient when taking peaks (Lowell 2024 §5; METHODS §5).
+#: Steps ignored as the initial transient when taking peaks (Lowell 2024 §5; docs/methods.md §5).
 TRANSIENT = 10
 
 
