@@ -1,7 +1,7 @@
 """Flat parameter vectors θ ⇄ named parameter dicts.
 
-``docs/architecture.md`` rule 1: θ is one flat tensor at every boundary. This module is the one place
-where a flat θ [P] is turned into the ``{name: tensor}`` dict that
+``docs/architecture.md`` rule 1: θ is one flat tensor at every boundary. This module is the one
+place where a flat θ [P] is turned into the ``{name: tensor}`` dict that
 ``torch.func.functional_call`` needs, and back. Order is ``named_parameters()`` order
 (``docs/methods.md`` §1).
 """
