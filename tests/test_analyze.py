@@ -210,19 +210,19 @@ def test_cli_analyze_records_bad_snapshots_goes_on_and_retries_them(tmp_path, ca
 def test_a_solver_error_is_recorded_for_its_snapshot(tmp_path, monkeypatch):
     import torch
 
-    import eoslab.run.analyze as an
+    import eoslab.probes.decomposition as dec
 
     path = make_run(tmp_path)
     store = RunStore.open(path)
     theta20 = store.load_snapshot(20)[0].to(torch.float64)
-    real = an.layerwise_stats
+    real = dec.layerwise_stats
 
     def failing_at_20(problem, theta, **kw):
         if torch.equal(theta, theta20.to(theta)):
             raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge\nmore")
         return real(problem, theta, **kw)
 
-    monkeypatch.setattr(an, "layerwise_stats", failing_at_20)
+    monkeypatch.setattr(dec, "layerwise_stats", failing_at_20)
     summary = analyze(path, every=20, what=("layerwise",), progress=False)
     assert [r["step"] for r in store.rows("analysis")] == [0, 40]
     (failure,) = summary["failures"]
@@ -234,7 +234,7 @@ def test_a_solver_error_is_recorded_for_its_snapshot(tmp_path, monkeypatch):
     )
     assert summary["n_failed"] == 1
     assert store.read_result("analysis_summary")["failures"] == [failure]
-    monkeypatch.setattr(an, "layerwise_stats", real)
+    monkeypatch.setattr(dec, "layerwise_stats", real)
     summary = analyze(path, every=20, what=("layerwise",), progress=False)
     assert summary["n_failed"] == 0 and summary["failures"] == []
     assert [r["step"] for r in store.rows("analysis")] == [0, 40, 20]

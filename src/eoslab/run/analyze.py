@@ -38,8 +38,9 @@ import torch
 from eoslab.fits import linear_fit, power_law_fit
 from eoslab.linalg import HessianOperator
 from eoslab.probes import CUSP_SOLVER, cusp_scan
+from eoslab.probes.decomposition import decomposition
 from eoslab.probes.gauss_newton import GaussNewtonProbe
-from eoslab.probes.layerwise import layerwise_stats, per_sample_m_norm_sq
+from eoslab.probes.layerwise import is_mlp
 from eoslab.run.build import build
 from eoslab.run.config import parse_config
 from eoslab.store import RunStore, StoreError
@@ -61,10 +62,6 @@ class SnapshotError(ValueError):
 #: RuntimeError; overflow an ArithmeticError). Programming errors (TypeError, KeyError …)
 #: still propagate.
 _SNAPSHOT_ERRORS = (ValueError, RuntimeError, ArithmeticError)
-
-
-def _is_mlp(model) -> bool:
-    return hasattr(model, "linear_layers") and hasattr(model, "activation_fn")
 
 
 def analyze(
@@ -133,7 +130,7 @@ def _analyze(store, cfg, problem, what, every, s_max, n_grid, chunk_size, transi
         )
     done = {int(r["step"]) for r in store.rows("analysis")}
     todo = [s for s in steps if s not in done]
-    mlp = _is_mlp(problem.model)
+    mlp = is_mlp(problem.model)
     gn = GaussNewtonProbe(solver=cfg.probe.gauss_newton_solver.spec())
     warm = None
     bar = None
@@ -147,25 +144,21 @@ def _analyze(store, cfg, problem, what, every, s_max, n_grid, chunk_size, transi
             try:
                 theta, meta = _load_theta(store, step, problem)
                 row: dict[str, Any] = dict(step=step, time=meta.get("time", math.nan))
-                em2 = None
-                if "layerwise" in what and mlp:
-                    stats = layerwise_stats(problem, theta, chunk_size=chunk_size)
-                    row.update(stats.metrics())
-                    em2 = float(stats.metrics()["EM2"])
-                res = None
-                if "gauss_newton" in what:
-                    if em2 is None:
-                        em2 = float(
-                            per_sample_m_norm_sq(problem, theta, chunk_size=chunk_size).mean()
-                        )
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("always")
-                        res = gn(problem, theta, warm=warm, m_norm_sq_mean=em2)
-                    row.update(res.metrics)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("always")
+                    res = decomposition(
+                        problem,
+                        theta,
+                        gauss_newton=gn if "gauss_newton" in what else None,
+                        layerwise="layerwise" in what and mlp,
+                        warm=warm,
+                        chunk_size=chunk_size,
+                    )
+                row.update(res.metrics)
             except _SNAPSHOT_ERRORS as err:
                 failures.append(_failure(store.snapshot_path(step), step, err))
             else:
-                if res is not None:
+                if res.warm:
                     warm = res.warm
                 store.append("analysis", row)
             if bar is not None:

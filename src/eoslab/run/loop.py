@@ -48,13 +48,8 @@ from typing import Any
 import torch
 
 from eoslab.dynamics import Integrator
-from eoslab.probes import (
-    GaussNewtonProbe,
-    ProbeSuite,
-    is_mlp,
-    layerwise_stats,
-    per_sample_m_norm_sq,
-)
+from eoslab.probes import GaussNewtonProbe, ProbeSuite, is_mlp
+from eoslab.probes.decomposition import decomposition
 from eoslab.run.build import Built, build, check_probe, integrator_from_config
 from eoslab.run.config import ConfigError, RunConfig, parse_config
 from eoslab.run.live import TENSORBOARD_DIR, VIEW_FIELDS, TensorBoardSink
@@ -603,18 +598,8 @@ class _Loop:
 
 def _decomposition(problem, theta, gn_probe, layerwise: bool, warm: dict, totals: dict) -> dict:
     """Gauss–Newton (``docs/methods.md`` §4) and layerwise (§5) metrics at a probe step."""
-    out: dict[str, float] = {}
-    em2 = None
-    if layerwise:
-        stats = layerwise_stats(problem, theta)
-        out.update(stats.metrics())
-        em2 = float(stats.EM2)
-    if gn_probe is not None:
-        if em2 is None:
-            em2 = float(per_sample_m_norm_sq(problem, theta).mean())
-        gw = {k[3:]: v for k, v in warm.items() if k.startswith("gn/")}
-        res = gn_probe(problem, theta, warm=gw or None, m_norm_sq_mean=em2)
-        warm.update({f"gn/{k}": v for k, v in res.warm.items()})
-        totals["n_matvecs"] += res.n_matvecs
-        out.update(res.metrics)
-    return out
+    gw = {k[3:]: v for k, v in warm.items() if k.startswith("gn/")}
+    res = decomposition(problem, theta, gauss_newton=gn_probe, layerwise=layerwise, warm=gw)
+    warm.update({f"gn/{k}": v for k, v in res.warm.items()})
+    totals["n_matvecs"] += res.n_matvecs
+    return res.metrics
