@@ -1,7 +1,6 @@
 """Figures from stored results only (never model code), as PNG and PDF."""
 
 from eoslab.plots.alignment import plot_alignment
-from eoslab.plots.spectrum import plot_spectrum
 from eoslab.plots.training import plot_sharpness
 
-__all__ = ["plot_alignment", "plot_sharpness", "plot_spectrum"]
+__all__ = ["plot_alignment", "plot_sharpness"]
