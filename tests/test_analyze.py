@@ -4,20 +4,23 @@ import json
 import math
 
 import pytest
+from tiny import tiny_raw
 
 from eoslab.run import load_run, parse_config, run
 from eoslab.run.analyze import analyze, fit_runs
 from eoslab.store import RunStore, StoreError
 
-BASE = {
-    "name": "an",
-    "data": {"n_train": 90, "classes": [0, 1, 2]},
-    "model": {"width": 10, "depth": 3, "activation": "tanh", "init": "pytorch_default"},
-    "optimizer": {"name": "gd", "lr": 0.3},
-    "probe": {"every": 5, "k": 3},
-    "snapshot_every": 10,
-    "stop": {"max_steps": 40},
-}
+# the shared tiny run, a little wider and deeper, snapshots every 10 steps
+BASE = tiny_raw(
+    name="an",
+    data__n_train=90,
+    model__width=10,
+    model__depth=3,
+    optimizer__lr=0.3,
+    probe={"every": 5, "k": 3},
+    snapshot_every=10,
+    checkpoint_every=100,
+)
 
 
 def make_run(tmp_path, name="r", **data):

@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 import yaml
-from test_run import TINY, cfg_of
 from test_sweep import write_sweep
+from tiny import TINY, cfg_of
 
 from eoslab.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CLIError, main
 from eoslab.run import ConfigError, run

@@ -2,22 +2,25 @@
 
 import pytest
 import yaml
+from tiny import tiny_raw
 
 from eoslab.cli import main
 from eoslab.plots.papers import FIGURES, load_runs
 from eoslab.report import markdown_table_to_html, write_report
 from eoslab.run.analyze import analyze
 
-BASE = {
-    "name": "rep",
-    "loss": "cross_entropy",
-    "data": {"n_train": 90, "classes": [0, 1, 2]},
-    "model": {"width": 10, "depth": 3, "activation": "tanh", "init": "pytorch_default"},
-    "optimizer": {"name": "gd"},
-    "probe": {"every": 5, "k": 4},
-    "snapshot_every": 10,
-    "stop": {"max_steps": 40},
-}
+# the shared tiny run with cross-entropy, a little wider and deeper (lr is swept)
+BASE = tiny_raw(
+    name="rep",
+    loss="cross_entropy",
+    data__n_train=90,
+    model__width=10,
+    model__depth=3,
+    optimizer={"name": "gd"},
+    probe={"every": 5, "k": 4},
+    snapshot_every=10,
+    checkpoint_every=100,
+)
 
 
 @pytest.fixture(scope="module")

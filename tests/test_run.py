@@ -1,7 +1,7 @@
-"""Config validation, the run store, the run loop, resume after SIGKILL, load_run, the CLI."""
+"""The run loop, resume after a crash or SIGKILL, load_run, the CLI (config and store tests:
+test_config.py, test_store.py)."""
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -11,145 +11,11 @@ import time
 import pytest
 import torch
 import yaml
+from tiny import TINY, cfg_of, same_rows
 
 import eoslab
-from eoslab.run import ConfigError, apply_overrides, load_config, load_run, parse_config, run
+from eoslab.run import ConfigError, load_run, parse_config, run
 from eoslab.store import RunStore, StoreError
-
-# a run that takes a few hundred milliseconds: digits subset, a small tanh MLP, MSE, GD
-TINY = {
-    "name": "tiny",
-    "data": {"n_train": 120, "classes": [0, 1, 2]},
-    "model": {"width": 12, "depth": 2, "activation": "tanh", "init": "pytorch_default"},
-    "optimizer": {"name": "gd", "lr": 0.2},
-    "probe": {"every": 10, "k": 4},
-    "snapshot_every": 20,
-    "checkpoint_every": 7,
-    "stop": {"max_steps": 40},
-}
-
-
-def cfg_of(**over):
-    raw = json.loads(json.dumps(TINY))
-    for key, value in over.items():
-        node = raw
-        *path, last = key.split("__")
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = value
-    return parse_config(raw)
-
-
-def strip_wall(rows):
-    return [{k: v for k, v in r.items() if k != "wall"} for r in rows]
-
-
-def same_rows(a, b):
-    assert len(a) == len(b)
-    for ra, rb in zip(strip_wall(a), strip_wall(b)):
-        assert ra.keys() == rb.keys()
-        for k in ra:
-            va, vb = ra[k], rb[k]
-            if isinstance(va, float) and math.isnan(va):
-                assert isinstance(vb, float) and math.isnan(vb), k
-            else:
-                assert va == vb, (k, va, vb)
-
-
-# ---------------------------------------------------------------- config
-def test_defaults_validate_and_round_trip_through_yaml():
-    cfg = parse_config({})
-    again = parse_config(yaml.safe_load(cfg.to_yaml()))
-    assert again == cfg
-    assert cfg.probe_every() == round(1 / cfg.optimizer.lr)
-
-
-@pytest.mark.parametrize(
-    "raw, field",
-    [
-        ({"optimizr": {}}, "optimizr"),
-        ({"optimizer": {"lr": "fast"}}, "optimizer.lr"),
-        ({"optimizer": {"lr": -0.1}}, "optimizer.lr"),
-        ({"optimizer": {"name": "adam"}}, "optimizer.name"),
-        ({"probe": {"k": 0}}, "probe.k"),
-        ({"probe": {"every": 2.5}}, "probe.every"),
-        ({"stop": {"max_steps": None}}, "stop"),
-        ({"model": {"widht": 10}}, "model.widht"),
-        ({"model": {"n_out": 3}}, "model.n_out"),
-        ({"model": {"name": "transformer"}}, "model.name"),
-        ({"data": {"name": "imagenet"}}, "data.name"),
-        ({"data": {"options": {"colour": True}}}, "data.options.colour"),
-        ({"dtype": "float16"}, "dtype"),
-        ({"optimizer": {"name": "exp_euler", "lr": 2.5}}, "lr"),
-        ({"optimizer": {"name": "nesterov", "adaptive": True}}, "adaptive"),
-    ],
-)
-def test_bad_configs_name_the_field(raw, field):
-    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
-        parse_config(raw)
-
-
-def test_overrides_parse_yaml_scalars_and_are_validated():
-    raw = apply_overrides({}, ["optimizer.lr=0.05", "probe.dense_until=100", "model.width=8"])
-    cfg = parse_config(raw)
-    assert cfg.optimizer.lr == 0.05 and cfg.probe.dense_until == 100
-    assert cfg.model.options["width"] == 8
-    with pytest.raises(ConfigError, match="KEY=VALUE"):
-        apply_overrides({}, ["optimizer.lr"])
-    with pytest.raises(ConfigError, match="optimizer.lr"):
-        parse_config(apply_overrides({}, ["optimizer.lr=abc"]))
-
-
-def test_load_config_reads_packaged_demo_and_files(tmp_path):
-    cfg = load_config("demo")
-    assert cfg.name == "demo" and cfg.data.name == "digits"
-    p = tmp_path / "c.yaml"
-    p.write_text("optimizer: {lr: 0.3}\nstop: {max_steps: 5}\n")
-    assert load_config(p, ["stop.max_steps=9"]).stop.max_steps == 9
-    p.write_text("- a list\n")
-    with pytest.raises(ConfigError, match="mapping"):
-        load_config(p)
-    p.write_text("optimizer: {lr: [0.1\n")
-    with pytest.raises(ConfigError, match="YAML"):
-        load_config(p)
-    with pytest.raises(ConfigError, match="not found"):
-        load_config(tmp_path / "missing.yaml")
-
-
-# ---------------------------------------------------------------- store
-def test_store_round_trip_and_torn_last_line(tmp_path):
-    store = RunStore.create(tmp_path / "r", {"a": 1}, {"torch": torch.__version__})
-    for s in range(5):
-        store.append("steps", {"step": s, "loss": 1.0 / (s + 1), "nan": float("nan")})
-    store.close()
-    with open(tmp_path / "r" / "steps.jsonl", "a") as fh:
-        fh.write('{"step": 5, "lo')  # a write torn by a kill
-    rows = RunStore.open(tmp_path / "r").rows("steps")
-    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4] and math.isnan(rows[0]["nan"])
-    store = RunStore.open(tmp_path / "r")
-    store.truncate_metrics(3)
-    assert [r["step"] for r in store.rows("steps")] == [0, 1, 2]
-    theta = torch.randn(7, dtype=torch.float64)
-    store.save_snapshot(3, theta, {"time": 0.3})
-    back, meta = store.load_snapshot(3)
-    assert torch.equal(back, theta) and meta == {"time": 0.3, "step": 3}
-    store.save_checkpoint({"theta": theta, "state/v": theta[:2]}, {"step": 3})
-    tensors, meta = store.load_checkpoint()
-    assert torch.equal(tensors["state/v"], theta[:2]) and meta["step"] == 3
-    with pytest.raises(StoreError, match="already holds a run"):
-        RunStore.create(tmp_path / "r", {}, {})
-
-
-def test_store_rejects_corrupt_files(tmp_path):
-    store = RunStore.create(tmp_path / "r", {"a": 1}, {})
-    (tmp_path / "r" / "steps.jsonl").write_text('{"step": 0}\nnot json\n{"step": 2}\n')
-    with pytest.raises(StoreError, match=r"steps.jsonl:2"):
-        store.rows("steps")
-    store.snapshot_path(0).write_bytes(b"\x00" * 20)
-    with pytest.raises(StoreError, match="unreadable"):
-        store.load_snapshot(0)
-    with pytest.raises(StoreError, match="not a run directory"):
-        RunStore.open(tmp_path / "nothing")
 
 
 # ---------------------------------------------------------------- the loop
@@ -309,62 +175,6 @@ def test_decomposition_probes_during_training_resume_exactly(tmp_path, monkeypat
 def test_probe_k_must_cover_the_top_subspace(tmp_path):
     with pytest.raises(ConfigError, match="probe.k"):
         run(cfg_of(data__classes=None), tmp_path / "r", progress=False)
-
-
-def test_config_eigensolver_names_are_the_solvers():
-    """The config's Literal lists stay in step with ``eoslab.eigen.SOLVERS``."""
-    from typing import get_args
-
-    from eoslab.eigen import SOLVERS
-    from eoslab.run.config import SolverConfig
-
-    assert set(get_args(SolverConfig.model_fields["method"].annotation)) == set(SOLVERS)
-
-
-def test_unknown_probe_method_is_a_config_error():
-    """Named when the config is read, before a run directory exists."""
-    with pytest.raises(ConfigError, match=r"probe\.solver\.method.*'lanczos'"):
-        cfg_of(probe__solver={"method": "qr"})
-
-
-def test_eigenvalue_change_needs_block_power():
-    with pytest.raises(ConfigError, match=r"optimizer\.solver\.criterion"):
-        cfg_of(
-            optimizer={"name": "exp_euler", "lr": 1.0, "solver": {"criterion": "eigenvalue_change"}}
-        )
-
-
-def test_solver_sections_fill_from_their_consumers_defaults_and_validate_once():
-    """probe.solver, probe.gauss_newton_solver and optimizer.solver are one EigSpec each."""
-    from eoslab.dynamics import STEP_SOLVER
-    from eoslab.probes import DEFAULT_GN_SOLVER, DEFAULT_SOLVER
-
-    cfg = cfg_of(probe__solver={"tol": 1e-5}, optimizer={"name": "gd", "lr": 0.1})
-    assert cfg.probe.solver.spec() == DEFAULT_SOLVER.replace(tol=1e-5)
-    assert cfg.probe.gauss_newton_solver.spec() == DEFAULT_GN_SOLVER
-    assert cfg.optimizer.solver.spec() == STEP_SOLVER
-    adaptive = cfg_of(optimizer={"name": "gd", "lr": 0.1, "adaptive": True, "solver": {"seed": 3}})
-    assert adaptive.optimizer.integrator().step_size.solve.spec == STEP_SOLVER.replace(seed=3)
-    for bad, field in (
-        ({"name": "gd", "lr": 0.1, "solver": {"tol": 1e-3}}, "optimizer.solver: not used by gd"),
-        ({"name": "gd", "lr": 0.1, "momentum": 0.5}, "optimizer.momentum: not used by gd"),
-        ({"name": "heavy_ball", "lr": 0.1, "n_exact": 2}, "optimizer.n_exact: not used"),
-        ({"name": "exp_euler", "lr": 2.5}, "optimizer.lr"),
-        ({"name": "gd", "lr": 0.1, "adaptive": True, "solver": {"tol": 0}}, "solver.tol"),
-    ):
-        with pytest.raises(ConfigError, match=field):
-            cfg_of(optimizer=bad)
-
-
-def test_configs_written_before_the_solver_sections_still_read():
-    """Saved run directories of eoslab 0.1 keep loading (legacy keys moved, not dropped)."""
-    old = cfg_of(
-        probe={"every": 10, "k": 4, "tol": 1e-3, "method": "lobpcg", "gn_tol": 1e-7},
-        optimizer={"name": "exp_euler", "lr": 0.5, "k": 2, "eig_tol": 1e-5},
-    )
-    assert old.probe.solver.method == "lobpcg" and old.probe.solver.tol == 1e-3
-    assert old.probe.gauss_newton_solver.tol == 1e-7
-    assert old.optimizer.n_exact == 2 and old.optimizer.solver.tol == 1e-5
 
 
 def test_a_model_with_its_own_init_schemes_gets_them_from_the_config():

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_run import TINY, cfg_of, same_rows
+from tiny import TINY, cfg_of, same_rows
 
 from eoslab.cli import EXIT_DIVERGED, EXIT_USAGE, main
 from eoslab.run import ConfigError, load_config, parse_config, run
