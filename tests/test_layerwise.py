@@ -18,15 +18,9 @@ from eoslab.data import load_dataset
 from eoslab.eigen import NonConvergenceWarning
 from eoslab.models import build_model
 from eoslab.models.init import init_model
-from eoslab.probes.layerwise import (
-    COMPONENT_NAMES,
-    LayerwiseStats,
-    alignment_ratio,
-    counterfactual_sharpness,
-    layerwise_stats,
-    per_layer_c,
-    per_sample_m_norm_sq,
-)
+from eoslab.probes.alignment import alignment_ratio, counterfactual_sharpness
+from eoslab.probes.jacobians import per_layer_c, per_sample_m_norm_sq
+from eoslab.probes.layerwise import COMPONENT_NAMES, LayerwiseStats, layerwise_stats
 from eoslab.problem import Problem
 
 DT = torch.float64

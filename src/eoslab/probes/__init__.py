@@ -17,22 +17,18 @@
   :func:`per_sample_m_norm_sq`, :func:`per_layer_c` for any architecture.
 """
 
+from eoslab.probes.alignment import alignment_ratio, counterfactual_sharpness
 from eoslab.probes.basic import basic_metrics
 from eoslab.probes.cusp import CUSP_SOLVER, cusp_grid, cusp_scan
 from eoslab.probes.gauss_newton import DEFAULT_GN_SOLVER, GaussNewtonProbe, GaussNewtonResult
-from eoslab.probes.layerwise import (
-    LayerwiseStats,
-    counterfactual_sharpness,
-    is_mlp,
-    layerwise_stats,
-    per_layer_c,
-    per_sample_m_norm_sq,
-)
+from eoslab.probes.jacobians import per_layer_c, per_sample_m_norm_sq
+from eoslab.probes.layerwise import LayerwiseStats, is_mlp, layerwise_stats
 from eoslab.probes.projections import loss_changes, project, projection_metrics, table1
 from eoslab.probes.spectrum import eig_quality_metrics, rho, spectrum_metrics
 from eoslab.probes.suite import DEFAULT_SOLVER, ProbeResult, ProbeSuite
 
 __all__ = [
+    "alignment_ratio",
     "CUSP_SOLVER",
     "DEFAULT_GN_SOLVER",
     "DEFAULT_SOLVER",

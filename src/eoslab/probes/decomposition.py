@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from eoslab.probes.gauss_newton import GaussNewtonProbe
-from eoslab.probes.layerwise import layerwise_stats, per_sample_m_norm_sq
+from eoslab.probes.jacobians import per_sample_m_norm_sq
+from eoslab.probes.layerwise import layerwise_stats
 from eoslab.problem import Problem
 
 __all__ = ["Decomposition", "decomposition"]

@@ -59,28 +59,19 @@ Everything here is a pure function of θ (``docs/architecture.md`` rule 2) and r
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, jacrev, jvp, vmap
+from torch.func import functional_call, jvp
 
 from eoslab.eigen import NonConvergenceWarning
-from eoslab.linalg import default_memory_budget
+from eoslab.probes.jacobians import _chunks, _resolve_chunk
 from eoslab.problem import Problem
 
-__all__ = [
-    "COMPONENT_NAMES",
-    "LayerwiseStats",
-    "alignment_ratio",
-    "counterfactual_sharpness",
-    "is_mlp",
-    "layerwise_stats",
-    "per_layer_c",
-    "per_sample_m_norm_sq",
-]
+__all__ = ["COMPONENT_NAMES", "LayerwiseStats", "is_mlp", "layerwise_stats"]
 
 #: Names of the five components of C_ℓ (Eq. 7), in the order of ``LayerwiseStats.components``.
 COMPONENT_NAMES = ("I", "II", "III", "IV", "V")
@@ -415,21 +406,6 @@ def _per_sample_bytes_layerwise(layers, n, itemsize, exact_width, block_size) ->
     return per * itemsize
 
 
-def _resolve_chunk(problem: Problem, chunk_size, memory_budget, per_sample_bytes) -> int:
-    if chunk_size is not None:
-        if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        return min(int(chunk_size), problem.N)
-    budget = default_memory_budget(problem.device) if memory_budget is None else memory_budget
-    return max(1, min(problem.chunk_size, int(budget // max(per_sample_bytes, 1))))
-
-
-def _chunks(problem: Problem, chunk: int):
-    for start in range(0, problem.N, chunk):
-        stop = min(start + chunk, problem.N)
-        yield problem.X[start:stop], problem.y[start:stop]
-
-
 # --------------------------------------------------------------------------- MLP path
 
 
@@ -658,182 +634,3 @@ def _aggregate(*, layers, s, A_sq, K_sq, M_sq, K_method, K_converged, K_residual
         K_residual=K_residual,
         K_iterations=K_iterations,
     )
-
-
-# --------------------------------------------------------------------------- generic path
-
-
-def _generic(problem, theta, chunk_size, memory_budget, groups: dict[str, slice] | None):
-    """‖M_x‖² [N] and, if ``groups``, λ_1(M_g M_gᵀ) [N] per group, from per-sample J_x."""
-    if theta.shape != (problem.size,):
-        raise ValueError(f"theta must have shape [{problem.size}], got {tuple(theta.shape)}")
-    theta = theta.detach()
-    n, P = problem.n_outputs, problem.size
-    chunk = _resolve_chunk(problem, chunk_size, memory_budget, 4 * n * P * theta.element_size())
-
-    def f_one(t, x):  # one sample x [...] → f [n_out]
-        return problem.forward(t, x.unsqueeze(0)).squeeze(0)
-
-    jac = vmap(jacrev(f_one), in_dims=(None, 0))
-    m_sq, per_group = [], {g: [] for g in groups or {}}
-    for Xc, yc in _chunks(problem, chunk):
-        J = jac(theta, Xc).detach()  # [B, n, P]
-        with torch.no_grad():
-            Hs = problem.criterion.output_hessian_sqrt(problem.forward(theta, Xc), yc)
-            M = Hs @ J  # [B, n, P]
-            del J
-            G = M @ M.mT
-            m_sq.append(torch.linalg.eigvalsh(0.5 * (G + G.mT))[:, -1].clamp_min(0))
-            for g, sl in (groups or {}).items():
-                Mg = M[:, :, sl]
-                Gg = Mg @ Mg.mT
-                per_group[g].append(torch.linalg.eigvalsh(0.5 * (Gg + Gg.mT))[:, -1].clamp_min(0))
-    return torch.cat(m_sq), {g: torch.cat(v) for g, v in per_group.items()}
-
-
-def per_sample_m_norm_sq(
-    problem: Problem,
-    theta: torch.Tensor,
-    *,
-    chunk_size: int | None = None,
-    memory_budget: int | None = None,
-) -> torch.Tensor:
-    """‖M_x‖² = λ_1(H^{1/2} J_x J_xᵀ H^{1/2}) for every training sample, any architecture.
-
-    ``docs/methods.md`` §4, Lowell 2024 Eq. 3: M_x = H_ℓ(x)^{1/2} J_x with J_x = ∂f(x;θ)/∂θ
-    [n_out, P]; E‖M_x‖² is the denominator of the overlap ratio ζ = λ_1(G)/E‖M_x‖².
-    Per-sample Jacobians come from ``torch.func.vmap`` over ``jacrev`` of the one-sample
-    forward pass (one VJP per output), so it works for CNNs and residual networks too; for
-    MLPs :func:`layerwise_stats` gives the same values far more cheaply.
-
-    Memory per chunk of B samples: about 4·B·n_out·P values (J_x, M_x and ``jacrev``'s
-    workspace) plus the activations of B one-sample passes; the default chunk is
-    ``problem.chunk_size`` lowered to fit ``memory_budget``.
-
-    Args:
-        problem: the training problem (any model).
-        theta: θ [P].
-        chunk_size: samples per chunk (default: see above).
-        memory_budget: bytes for the default chunk size (default: 4 GiB on the CPU, half
-            the free memory on a GPU).
-
-    Returns:
-        [N] tensor of ‖M_x‖², in data-set order.
-
-    Raises:
-        ValueError: if θ is not [P] or ``chunk_size`` is not a positive integer.
-    """
-    return _generic(problem, theta, chunk_size, memory_budget, None)[0]
-
-
-def per_layer_c(
-    problem: Problem,
-    theta: torch.Tensor,
-    *,
-    chunk_size: int | None = None,
-    memory_budget: int | None = None,
-) -> dict[str, torch.Tensor]:
-    """Per-sample layer shares c_g(x) = λ_1(H^{1/2} J_{θ_g} J_{θ_g}ᵀ H^{1/2}), any architecture.
-
-    θ_g is the parameter group of one module (its weight and bias; the contiguous slices of
-    :meth:`~eoslab.params.ParamLayout.group_slices`), so M_x M_xᵀ = Σ_g M_g M_gᵀ with
-    M_g = H^{1/2} J_{θ_g} and ‖M_x‖² ≤ Σ_g c_g(x) (Lowell 2024 Eq. 4 and 8). For an MLP,
-    group g = layer ℓ and c_g = s_ℓ‖A_ℓ‖² = c_ℓ of :func:`layerwise_stats`. For convolutional
-    networks this is as far as the decomposition goes: each conv or linear module is a
-    "layer", but there is no A_ℓ = A_{ℓ+1} K_ℓ factorisation with an n_out × w_ℓ pre-activation
-    Jacobian shared by all positions, hence no α, γ or components (I)–(V).
-
-    Memory as :func:`per_sample_m_norm_sq` (one Jacobian pass serves every group).
-
-    Args:
-        problem: the training problem (any model).
-        theta: θ [P].
-        chunk_size: samples per chunk (default: ``problem.chunk_size`` within the budget).
-        memory_budget: bytes for the default chunk size.
-
-    Returns:
-        ``{group name: [N] tensor of c_g(x)}`` in θ order (e.g. ``"layers.0"``, …).
-
-    Raises:
-        ValueError: if θ is not [P] or ``chunk_size`` is not a positive integer.
-    """
-    return _generic(problem, theta, chunk_size, memory_budget, problem.layout.group_slices())[1]
-
-
-# --------------------------------------------------------------------------- pure helpers
-
-
-def alignment_ratio(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """Alignment ratio of two random matrices from samples (Lowell 2024 Eq. 6).
-
-        α(A, B) = E‖AB‖² / (E‖A‖² · E‖B‖²),
-
-    with ‖·‖ the spectral norm and E the mean over the leading (sample) dimension. α = 1
-    when A and B are independent of the sample and A's top right singular vector is B's top
-    left one; it can exceed 1 when ‖A‖ and ‖B‖ are positively correlated over samples.
-
-    Args:
-        A: [N, m, p] samples of A.
-        B: [N, p, q] samples of B.
-
-    Returns:
-        0-d tensor α(A, B).
-
-    Raises:
-        ValueError: on shapes that do not chain.
-    """
-    if A.dim() != 3 or B.dim() != 3 or A.shape[0] != B.shape[0] or A.shape[2] != B.shape[1]:
-        raise ValueError(
-            f"A [N, m, p] and B [N, p, q] expected, got {tuple(A.shape)} and {tuple(B.shape)}"
-        )
-
-    def sq(X):
-        return torch.linalg.matrix_norm(X, ord=2).square().mean()
-
-    return sq(A @ B) / (sq(A) * sq(B))
-
-
-def counterfactual_sharpness(
-    C: torch.Tensor | Sequence,
-    V: torch.Tensor | Sequence,
-    V_ref: torch.Tensor | Sequence,
-    zeta: torch.Tensor | Sequence | float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sharpness with the alignment factor frozen at a reference time (``docs/methods.md`` §5).
-
-        λ̃_1(G)(t) = ζ(t) · Σ_ℓ C_ℓ(t) · V_ℓ(t_0) / V_ℓ(t),   stable step η̃ = 2 / λ̃_1(G),
-
-    where V_ℓ = Π_{k=ℓ}^{L−1} α_k is component (V) of C_ℓ (Eq. 7) and t_0 the reference
-    snapshot (in Lowell 2024, the end of the 10-step transient); it combines Eq. 3, 4, 7 and 8
-    with E‖M‖² ≈ Σ_ℓ C_ℓ. The output layer has no alignment factor (V_L = 1): pass V with L
-    columns (last = 1) or with L − 1 columns (then V_L = 1 is implied).
-
-    Args:
-        C: [..., L] C_ℓ(t) per snapshot (leading dims: snapshots).
-        V: [..., L] or [..., L−1] V_ℓ(t).
-        V_ref: [L] or [L−1] V_ℓ(t_0) (same convention as V).
-        zeta: [...] overlap ratio ζ(t) (or a scalar).
-
-    Returns:
-        (λ̃_1 [...], 2/λ̃_1 [...]) as tensors (``inf`` step where λ̃_1 ≤ 0 is not possible
-        with positive inputs; it is left to IEEE arithmetic).
-
-    Raises:
-        ValueError: if the layer dimensions disagree.
-    """
-    C = torch.as_tensor(C)
-    dtype = C.dtype if C.is_floating_point() else torch.float64
-    C = C.to(dtype)
-    V = torch.as_tensor(V, dtype=dtype, device=C.device)
-    V_ref = torch.as_tensor(V_ref, dtype=dtype, device=C.device)
-    zeta = torch.as_tensor(zeta, dtype=dtype, device=C.device)
-    L = C.shape[-1]
-    if V.shape[-1] != V_ref.shape[-1]:
-        raise ValueError(f"V has {V.shape[-1]} layers but V_ref has {V_ref.shape[-1]}")
-    if V.shape[-1] == L - 1:
-        V = torch.cat([V, V.new_ones(*V.shape[:-1], 1)], dim=-1)
-        V_ref = torch.cat([V_ref, V_ref.new_ones(*V_ref.shape[:-1], 1)], dim=-1)
-    elif V.shape[-1] != L:
-        raise ValueError(f"C has {L} layers; V must have {L} or {L - 1}, got {V.shape[-1]}")
-    lam = zeta * (C * V_ref / V).sum(-1)
-    return lam, 2.0 / lam
