@@ -253,7 +253,7 @@ def test_rt_not_found_says_how_to_get_it(tmp_path, monkeypatch):
 
 def _real_rt() -> Path:
     try:
-        from eoslab.data.sst import _find_rt
+        from eoslab.data.rotten_tomatoes import _find_rt
 
         return _find_rt(None)
     except FileNotFoundError:
