@@ -117,7 +117,15 @@ class GradientDescent(_FirstOrder):
         return 2.0 / lr
 
 
-class HeavyBall(_FirstOrder):
+class _Momentum(_FirstOrder):
+    """A first-order method with a momentum β (heavy ball, Nesterov)."""
+
+    def __init__(self, step_size: StepSize | float, beta: float = DEFAULT_MOMENTUM):
+        super().__init__(step_size)
+        self.beta = check_beta(beta, owner=self.name)
+
+
+class HeavyBall(_Momentum):
     """Polyak's heavy ball θ_{t+1} = θ_t − η_t g_t + β(θ_t − θ_{t−1}) (``docs/methods.md`` §2).
 
     The state holds the previous displacement d_t = θ_t − θ_{t−1} under ``"velocity"``
@@ -132,10 +140,6 @@ class HeavyBall(_FirstOrder):
     name = "heavy_ball"
     buffer = "velocity"
 
-    def __init__(self, step_size: StepSize | float, beta: float = DEFAULT_MOMENTUM):
-        super().__init__(step_size)
-        self.beta = check_beta(beta, owner=self.name)
-
     def _update(self, theta, g, buf, lr):
         d = self.beta * buf - lr * g
         return theta + d, d
@@ -148,7 +152,7 @@ class HeavyBall(_FirstOrder):
         return f"HeavyBall(step_size={self.step_size!r}, beta={self.beta!r})"
 
 
-class Nesterov(_FirstOrder):
+class Nesterov(_Momentum):
     """Nesterov momentum in PyTorch's form (``docs/methods.md`` §2).
 
         b_t = β b_{t−1} + g(θ_t),   θ_{t+1} = θ_t − η_t (g(θ_t) + β b_t),
@@ -166,10 +170,6 @@ class Nesterov(_FirstOrder):
 
     name = "nesterov"
     buffer = "momentum_buffer"
-
-    def __init__(self, step_size: StepSize | float, beta: float = DEFAULT_MOMENTUM):
-        super().__init__(step_size)
-        self.beta = check_beta(beta, owner=self.name)
 
     def _update(self, theta, g, buf, lr):
         b = self.beta * buf + g
