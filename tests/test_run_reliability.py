@@ -379,3 +379,18 @@ def test_analyze_takes_the_writer_lock(tmp_path):
         text=True,
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_an_out_path_that_cannot_be_a_directory_is_a_clear_error(tmp_path):
+    (tmp_path / "afile").write_text("not a directory")
+    p = write_cfg(tmp_path / "c.yaml")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        r = subprocess.run(
+            [*CLI, "run", str(p), "--no-progress", "--out", str(out)],
+            env=ENV,
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == EXIT_USAGE and "cannot be used as a run directory" in r.stderr
+        assert "Traceback" not in r.stderr
+    assert (tmp_path / "afile").read_text() == "not a directory"

@@ -90,7 +90,12 @@ class RunLock:
     def __init__(self, directory: str | Path, role: str):
         self.path = Path(directory) / LOCK_NAME
         self.role = role
-        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise StoreError(
+                f"{self.path}: cannot create the lock file ({err.strerror or err})"
+            ) from None
         try:
             _lock_fd(self._fd)
         except OSError:
@@ -251,7 +256,12 @@ class RunStore:
             StoreError: if ``path`` already holds a run (use resume or another directory).
         """
         store = cls(path)
-        store.path.mkdir(parents=True, exist_ok=True)
+        try:
+            store.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a file of that name, no permission, …
+            raise StoreError(
+                f"{store.path}: cannot be used as a run directory ({err.strerror or err})"
+            ) from None
         store.acquire("run")
         try:
             if (store.path / "config.yaml").exists():
